@@ -1,0 +1,123 @@
+"""Start and stop a real Azurite (the Azure Storage emulator) for tests, benches and `make run`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ACCOUNT_NAME = "devstoreaccount1"
+# Azurite's well-known development key; it is public and only valid against the emulator.
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def connection_string(blob_port: int, queue_port: int, table_port: int) -> str:
+    """Build the connection string for an Azurite listening on the given ports."""
+    base = "http://127.0.0.1"
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={base}:{blob_port}/{ACCOUNT_NAME};"
+        f"QueueEndpoint={base}:{queue_port}/{ACCOUNT_NAME};"
+        f"TableEndpoint={base}:{table_port}/{ACCOUNT_NAME};"
+    )
+
+
+def azurite_executable() -> str:
+    """Find the pinned Azurite from node_modules (installed by `npm ci`)."""
+    local = REPO_ROOT / "node_modules" / ".bin" / "azurite"
+    if local.exists():
+        return str(local)
+    found = shutil.which("azurite")
+    if found is None:
+        raise FileNotFoundError("Azurite is not installed: run `npm ci --ignore-scripts` (make does it)")
+    return found
+
+
+@dataclass
+class Azurite:
+    """One Azurite process on free (or given) ports; in memory unless `location` is set."""
+
+    location: Path | None = None
+    blob_port: int = field(default_factory=free_port)
+    queue_port: int = field(default_factory=free_port)
+    table_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def connection_string(self) -> str:
+        return connection_string(self.blob_port, self.queue_port, self.table_port)
+
+    def command(self) -> list[str]:
+        args = [
+            azurite_executable(),
+            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
+            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+            "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
+            "--skipApiVersionCheck", "--disableTelemetry", "--loose",
+        ]  # fmt: skip
+        if self.location is None:
+            args.append("--inMemoryPersistence")
+        else:
+            self.location.mkdir(parents=True, exist_ok=True)
+            args += ["--location", str(self.location)]
+        return args
+
+    def start(self, timeout: float = 30.0) -> Azurite:
+        """Start Azurite and wait until all three services accept connections."""
+        self.process = subprocess.Popen(
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        for port in (self.blob_port, self.queue_port, self.table_port):
+            while not _accepts(port):
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"Azurite exited with code {self.process.returncode}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(f"Azurite did not listen on 127.0.0.1:{port}")
+                time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        """Stop the Azurite process this object started."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> Azurite:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+if __name__ == "__main__":  # pragma: no cover - manual use
+    with Azurite() as azurite:
+        print(azurite.connection_string)
+        print(os.getpid())
