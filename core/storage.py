@@ -1,0 +1,129 @@
+"""Storage clients, created once per process and shared; names of every table, container and queue."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
+
+from core.settings import StorageConfig
+
+UPLOADS_TABLE = "uploads"
+UPLOADS_CONTAINER = "uploads"
+PROFILES_CONTAINER = "profiles"
+PROFILE_QUEUE = "profile-requests"
+
+TABLES = (UPLOADS_TABLE,)
+CONTAINERS = (UPLOADS_CONTAINER, PROFILES_CONTAINER)
+QUEUES = (PROFILE_QUEUE,)
+
+
+@dataclass
+class Storage:
+    """The three service clients of one account, plus the queue clients Loadbay sends to."""
+
+    config: StorageConfig
+    tables: TableServiceClient
+    blobs: BlobServiceClient
+    queues: QueueServiceClient
+    _queue_clients: dict[str, QueueClient] = field(default_factory=dict)
+    _delegation_key: tuple[UserDelegationKey, datetime] | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def connect(cls, config: StorageConfig, credential: TokenCredential | None = None) -> Storage:
+        """Create the clients; with no connection string, authenticate with a managed identity."""
+        if config.connection_string:
+            return cls(
+                config=config,
+                tables=TableServiceClient.from_connection_string(config.connection_string),
+                blobs=BlobServiceClient.from_connection_string(config.connection_string),
+                queues=QueueServiceClient.from_connection_string(config.connection_string),
+            )
+        if credential is None:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential(managed_identity_client_id=config.client_id)
+        assert config.table_url and config.blob_url and config.queue_url
+        return cls(
+            config=config,
+            tables=TableServiceClient(endpoint=config.table_url, credential=credential),
+            blobs=BlobServiceClient(account_url=config.blob_url, credential=credential),
+            queues=QueueServiceClient(account_url=config.queue_url, credential=credential),
+        )
+
+    def queue(self, name: str) -> QueueClient:
+        """Return a client for `name` that encodes messages in base64, as queue triggers expect."""
+        with self._lock:
+            if name not in self._queue_clients:
+                client = self.queues.get_queue_client(name)
+                client.message_encode_policy = TextBase64EncodePolicy()
+                self._queue_clients[name] = client
+            return self._queue_clients[name]
+
+    def send(self, queue_name: str, message: dict[str, Any]) -> None:
+        """Send a JSON command (ids only, never file contents) to a queue."""
+        self.queue(queue_name).send_message(json.dumps(message, separators=(",", ":")))
+
+    def ensure_resources(self) -> None:
+        """Create every table, container and queue Loadbay uses, if missing (idempotent)."""
+        for table in TABLES:
+            self.tables.create_table_if_not_exists(table)
+        for container in CONTAINERS:
+            try:
+                self.blobs.create_container(container)
+            except ResourceExistsError:
+                pass
+        for queue in QUEUES:
+            try:
+                self.queues.create_queue(queue)
+            except ResourceExistsError:
+                pass
+
+    def blob_sas_url(self, container: str, blob: str, permission: BlobSasPermissions, minutes: int) -> str:
+        """Sign a URL for one blob: account-key SAS locally, user-delegation SAS with an identity."""
+        now = datetime.now(UTC)
+        # Start a little in the past: the client's and the service's clocks never agree exactly.
+        start, expiry = now - timedelta(minutes=5), now + timedelta(minutes=minutes)
+        client = self.blobs.get_blob_client(container, blob)
+        credential = self.blobs.credential
+        if self.config.connection_string:
+            token = generate_blob_sas(
+                account_name=client.account_name or "",
+                container_name=container,
+                blob_name=blob,
+                account_key=credential.account_key,
+                permission=permission,
+                start=start,
+                expiry=expiry,
+                protocol=None,
+            )
+        else:
+            token = generate_blob_sas(
+                account_name=client.account_name or "",
+                container_name=container,
+                blob_name=blob,
+                user_delegation_key=self._user_delegation_key(now),
+                permission=permission,
+                start=start,
+                expiry=expiry,
+                protocol="https",
+            )
+        return f"{client.url}?{token}"
+
+    def _user_delegation_key(self, now: datetime) -> UserDelegationKey:
+        # A delegation key is valid for up to 7 days; keep one for a day and renew well before it ends.
+        with self._lock:
+            if self._delegation_key is None or self._delegation_key[1] < now + timedelta(hours=1):
+                expiry = now + timedelta(days=1)
+                key = self.blobs.get_user_delegation_key(now - timedelta(minutes=5), expiry)
+                self._delegation_key = (key, expiry)
+            return self._delegation_key[0]

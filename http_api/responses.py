@@ -1,0 +1,125 @@
+"""Turn results and errors into HTTP answers: JSON, RFC 9457 problems, ETags, and the auth wrapper."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from core.auth import PRINCIPAL_HEADER, Principal, principal_from_header
+from core.errors import BadRequest, Forbidden, LoadbayError
+from core.settings import SettingsError
+
+log = logging.getLogger("loadbay.http")
+
+Handler = Callable[[func.HttpRequest, Principal], func.HttpResponse]
+
+
+def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None,
+                  request: func.HttpRequest | None = None, etag: str | None = None) -> func.HttpResponse:
+    """Answer with JSON; with an ETag, answer 304 when the caller already has this version."""
+    payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    all_headers = {"Cache-Control": "no-store", **(headers or {})}
+    if etag is not None:
+        tag = '"' + hashlib.sha256(f"{etag}|{payload}".encode()).hexdigest()[:32] + '"'
+        all_headers.update({"ETag": tag, "Cache-Control": "private, no-cache"})
+        if request is not None and tag in _if_none_match(request):
+            return func.HttpResponse(status_code=304, headers=all_headers)
+    return func.HttpResponse(payload, status_code=status, headers=all_headers, mimetype="application/json",
+                             charset="utf-8")
+
+
+def problem_response(error: LoadbayError, request: func.HttpRequest) -> func.HttpResponse:
+    """Answer with an RFC 9457 problem describing `error`."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "instance": _path(request),
+    }
+    if error.problems:
+        body["problems"] = error.problems
+    headers = {"Cache-Control": "no-store"}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="loadbay"'
+    return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=error.status, headers=headers,
+                             mimetype="application/problem+json", charset="utf-8")
+
+
+def endpoint(*, anonymous: bool = False, admin: bool = False) -> Callable[[Handler], Callable[..., Any]]:
+    """Wrap a handler: authenticate (unless anonymous), authorize, and map errors to problems."""
+
+    def wrap(handler: Handler) -> Callable[..., Any]:
+        def run(req: func.HttpRequest) -> func.HttpResponse:
+            try:
+                principal = _anonymous() if anonymous else principal_from_header(req.headers.get(PRINCIPAL_HEADER))
+                if admin and not principal.is_admin:
+                    raise Forbidden("This needs the admin role.")
+                return handler(req, principal)
+            except LoadbayError as error:
+                return problem_response(error, req)
+            except SettingsError:
+                log.exception("Loadbay is misconfigured")
+                return _unexpected(req, "The service is misconfigured; the operators have been told.")
+            except Exception:  # noqa: BLE001 - the last line of defence: log it, answer a generic 500
+                log.exception("Unhandled error in %s %s", req.method, _path(req))
+                return _unexpected(req, "Something went wrong on our side; try again later.")
+
+        # The Functions worker matches parameters to bindings by name, so `run` keeps the signature
+        # (req) and only borrows the handler's name, which becomes the function's name.
+        run.__name__ = handler.__name__
+        run.__qualname__ = handler.__qualname__
+        run.__doc__ = handler.__doc__
+        return run
+
+    return wrap
+
+
+def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
+    """Parse the request body as a JSON object, or raise BadRequest saying what is wrong."""
+    try:
+        body = json.loads(req.get_body() or b"null")
+    except ValueError as error:
+        raise BadRequest(f"The body is not valid JSON: {error}.") from error
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
+
+
+def media_type(req: func.HttpRequest) -> str:
+    """Return the request's media type without parameters, lower-cased."""
+    return (req.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+
+
+def api_path(*parts: str) -> str:
+    """Build a Location path under the API prefix."""
+    return "/api/" + "/".join(parts)
+
+
+def _anonymous() -> Principal:
+    return Principal(user_id="", user_details="", identity_provider="", roles=frozenset())
+
+
+def _if_none_match(request: func.HttpRequest) -> set[str]:
+    header = request.headers.get("if-none-match") or ""
+    return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
+
+
+def _path(request: func.HttpRequest) -> str:
+    url = request.url
+    start = url.find("/", url.find("//") + 2) if "//" in url else 0
+    return url[start:].split("?", 1)[0] if start >= 0 else url
+
+
+def _unexpected(request: func.HttpRequest, detail: str) -> func.HttpResponse:
+    return problem_response(_Unexpected(detail), request)
+
+
+class _Unexpected(LoadbayError):
+    status = 500
+    default_title = "Internal error"

@@ -1,0 +1,57 @@
+"""Uploads: valet-key URLs or small inline bodies, commit, and the profile."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from core import uploads
+from core.auth import Principal
+from core.errors import UnsupportedMediaType
+from core.runtime import runtime
+from http_api.blueprint import bp
+from http_api.responses import api_path, endpoint, json_response, media_type, read_json_object
+
+CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
+
+
+@bp.route(route="uploads", methods=["POST"])
+@endpoint()
+def create_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Start an upload: JSON {fileName, size} gets an upload URL; a text/csv body is stored at once."""
+    rt = runtime()
+    kind = media_type(req)
+    if kind == "application/json":
+        body = read_json_object(req)
+        created = uploads.create_upload(storage=rt.storage, settings=rt.settings, owner=principal,
+                                        file_name=body.get("fileName"), size=body.get("size"))
+    elif kind in CSV_TYPES:
+        created = uploads.store_upload(storage=rt.storage, settings=rt.settings, owner=principal,
+                                       file_name=req.params.get("fileName", "upload.csv"), body=req.get_body(),
+                                       traceparent=req.headers.get("traceparent"))
+    else:
+        raise UnsupportedMediaType(
+            f"Send application/json {{fileName, size}} for an upload URL, or a text/csv body; got {kind or 'none'}."
+        )
+    return json_response(created, status=201, headers={"Location": api_path("uploads", created["id"])})
+
+
+@bp.route(route="uploads/{id}/commit", methods=["POST"])
+@endpoint()
+def commit_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """The file is in place: queue its profiling and point at the status."""
+    rt = runtime()
+    upload = uploads.commit_upload(storage=rt.storage, settings=rt.settings, principal=principal,
+                                   upload_id=req.route_params["id"], traceparent=req.headers.get("traceparent"))
+    location = api_path("uploads", upload.id)
+    return json_response({"id": upload.id, "status": upload.status}, status=202,
+                         headers={"Location": location, "Retry-After": "1"})
+
+
+@bp.route(route="uploads/{id}", methods=["GET"])
+@endpoint()
+def get_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Show an upload and, once profiled, its profile."""
+    rt = runtime()
+    upload = uploads.get_upload(storage=rt.storage, principal=principal, upload_id=req.route_params["id"])
+    view = uploads.describe_upload(storage=rt.storage, upload=upload)
+    return json_response(view, request=req, etag=upload.etag)
