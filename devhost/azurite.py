@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devhost.processes import start, stop
 
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's well-known development key; it is public and only valid against the emulator.
@@ -76,12 +77,7 @@ class Azurite:
 
     def start(self, timeout: float = 30.0) -> Azurite:
         """Start Azurite and wait until all three services accept connections."""
-        self.process = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self.process = start(self.command())
         deadline = time.monotonic() + timeout
         for port in (self.blob_port, self.queue_port, self.table_port):
             while not _accepts(port):
@@ -95,14 +91,8 @@ class Azurite:
 
     def stop(self) -> None:
         """Stop the Azurite process this object started."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop(self.process, grace=10)
 
     def __enter__(self) -> Azurite:
         return self.start()
@@ -115,9 +105,3 @@ def _accepts(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.2)
         return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-if __name__ == "__main__":  # pragma: no cover - manual use
-    with Azurite() as azurite:
-        print(azurite.connection_string)
-        print(os.getpid())

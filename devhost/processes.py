@@ -1,0 +1,75 @@
+"""Child processes for the local stack: start in their own process group, wait for ports, stop by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Tell whether something accepts connections on host:port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex((host, port)) == 0
+
+
+def start(command: list[str], *, env: dict[str, str] | None = None, log_file: Path | None = None,
+          cwd: Path | None = None, inherit_output: bool = False) -> subprocess.Popen[bytes]:
+    """Start a child in its own session, so stopping it also stops its children."""
+    output: IO[bytes] | int | None = None if inherit_output else subprocess.DEVNULL
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        output = log_file.open("ab")
+    return subprocess.Popen(command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes], *, grace: float = 15.0) -> int:
+    """Stop a child and everything in its process group: SIGTERM, then SIGKILL after `grace` seconds."""
+    if process.poll() is None:
+        _signal_group(process, signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+    # Children that outlived their leader (SWA's proxies) still share its process group.
+    _signal_group(process, signal.SIGKILL)
+    return process.returncode
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def wait_for_url(url: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None,
+                 expect: int = 200, headers: dict[str, str] | None = None) -> None:
+    """Poll `url` until it answers with status `expect`; fail early if `process` exits."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with code {process.returncode} while waiting for {url}")
+        try:
+            request = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                if answer.status == expect:
+                    return
+                last = f"HTTP {answer.status}"
+        except urllib.error.HTTPError as error:
+            last = f"HTTP {error.code}"
+            if error.code == expect:
+                return
+        except (urllib.error.URLError, OSError) as error:
+            last = str(error)
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer {expect} within {timeout:.0f} s (last: {last})")

@@ -1,0 +1,102 @@
+"""`make run`: Azurite (on disk) + devhost + the SWA emulator, until Ctrl-C stops all three.
+
+Run as `python -m devhost.stack`. Data lives under .localdata/ so it survives restarts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from azure.storage.blob import BlobServiceClient, CorsRule
+
+from devhost.azurite import REPO_ROOT, Azurite
+from devhost.processes import port_in_use, start, stop, wait_for_url
+from devhost.swa import SwaEmulator
+
+log = logging.getLogger("devhost.stack")
+DATA_DIR = REPO_ROOT / ".localdata"
+SITE_ORIGINS = ["http://127.0.0.1:4280", "http://localhost:4280"]
+
+
+def allow_browser_uploads(connection_string: str) -> None:
+    """Let the web UI PUT blocks straight to Azurite's blob endpoint (CORS), as in Azure."""
+    rule = CorsRule(SITE_ORIGINS, ["GET", "HEAD", "PUT", "OPTIONS"], allowed_headers=["*"],
+                    exposed_headers=["*"], max_age_in_seconds=3600)
+    BlobServiceClient.from_connection_string(connection_string).set_service_properties(cors=[rule])
+
+
+def ensure_local_settings(app_dir: Path) -> None:
+    """Create local.settings.json from the sample the first time."""
+    settings = app_dir / "local.settings.json"
+    if not settings.exists():
+        shutil.copyfile(app_dir / "local.settings.sample.json", settings)
+        log.info("Created %s from local.settings.sample.json", settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the three parts, wait for /api/health through SWA, then wait for Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="python -m devhost.stack", description=__doc__)
+    parser.add_argument("--swa-port", type=int, default=4280)
+    parser.add_argument("--api-port", type=int, default=7071)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    busy = [port for port in (10000, 10001, 10002, args.api_port, args.swa_port) if port_in_use(port)]
+    if busy:
+        log.error("Ports already in use: %s. Stop whatever holds them (an earlier `make run`?).", busy)
+        return 1
+    ensure_local_settings(REPO_ROOT)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    azurite = Azurite(location=DATA_DIR / "azurite", blob_port=10000, queue_port=10001, table_port=10002)
+    children: list[subprocess.Popen[bytes]] = []
+    swa: SwaEmulator | None = None
+    try:
+        azurite.start()
+        log.info("Azurite listening on 127.0.0.1:10000-10002 (data in %s)", azurite.location)
+        allow_browser_uploads(azurite.connection_string)
+        env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string}
+        command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(args.api_port)]
+        devhost = start(command, env=env, cwd=REPO_ROOT, inherit_output=True)
+        children.append(devhost)
+        api_url = f"http://127.0.0.1:{args.api_port}"
+        wait_for_url(api_url + "/api/health", timeout=60, process=devhost)
+        swa = SwaEmulator(api_url=api_url, port=args.swa_port, log_file=DATA_DIR / "swa.log").start()
+        wait_for_url(swa.url + "/api/health", timeout=60, process=swa.process)
+        log.info("Loadbay is running at %s (Ctrl-C stops it)", swa.url)
+        while not stopping.wait(1.0):
+            for child in [devhost, swa.process]:
+                if child is not None and child.poll() is not None:
+                    log.error("A part of the stack exited (code %s); stopping the rest", child.returncode)
+                    return 1
+        return 0
+    except (TimeoutError, RuntimeError, FileNotFoundError) as error:
+        log.error("Could not start Loadbay: %s", error)
+        return 1
+    finally:
+        log.info("Stopping...")
+        if swa is not None:
+            swa.stop()
+        for child in children:
+            stop(child)
+        azurite.stop()
+        log.info("Stopped Azurite, devhost and the SWA emulator")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
