@@ -1,0 +1,122 @@
+"""End-to-end fixtures: Loadbay served by a real devhost process against the session's Azurite."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from devhost.azurite import REPO_ROOT, Azurite, free_port
+from devhost.processes import start, stop, wait_for_url
+
+OUTPUT_DIR = REPO_ROOT / "test-output"
+
+
+def principal_header(user_id: str, *, roles: tuple[str, ...] = (), details: str | None = None) -> str:
+    """Encode an SWA-shaped client principal, as SWA would send it to the API."""
+    payload = {"identityProvider": "aad", "userId": user_id, "userDetails": details or f"{user_id}@example.com",
+               "userRoles": ["anonymous", "authenticated", *roles]}
+    return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+@dataclass
+class Api:
+    """A tiny client for Loadbay's HTTP API, signed in as one user."""
+
+    base_url: str
+    user_id: str | None
+    roles: tuple[str, ...] = ()
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = dict(extra or {})
+        if self.user_id is not None:
+            headers["x-ms-client-principal"] = principal_header(self.user_id, roles=self.roles)
+        return headers
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        headers = self.headers(kwargs.pop("headers", None))
+        return requests.request(method, self.base_url + path, headers=headers, timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def upload(self, content: bytes, file_name: str = "data.csv") -> str:
+        """Upload a small file inline and return its id."""
+        answer = self.post("/api/uploads", params={"fileName": file_name}, data=content,
+                           headers={"Content-Type": "text/csv"})
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
+
+    def wait_for_upload(self, upload_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll an upload until profiling has finished (profiled or failed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body: dict[str, Any] = self.get(f"/api/uploads/{upload_id}").json()
+            if body["status"] in ("profiled", "failed") or time.monotonic() > deadline:
+                return body
+            time.sleep(0.2)
+
+
+@dataclass
+class Devhost:
+    """A running `python -m devhost` on a free port."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_file: Path
+
+    def api(self, user_id: str | None = "alice", roles: tuple[str, ...] = ()) -> Api:
+        return Api(self.url, user_id, roles)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+
+def start_devhost(app_dir: Path, azurite: Azurite, log_file: Path) -> Devhost:
+    """Start the devhost for `app_dir` against `azurite` and wait for its health endpoint."""
+    port = free_port()
+    env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string, "PYTHONPATH": str(REPO_ROOT)}
+    command = [sys.executable, "-m", "devhost", "--app-dir", str(app_dir), "--port", str(port)]
+    process = start(command, env=env, log_file=log_file, cwd=REPO_ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_url(url + "/api/health", timeout=60, process=process)
+    except (TimeoutError, RuntimeError):
+        stop(process)
+        raise RuntimeError(f"devhost did not start:\n{log_file.read_text(errors='replace')}") from None
+    return Devhost(process, url, log_file)
+
+
+@pytest.fixture(scope="session")
+def devhost(azurite: Azurite) -> Iterator[Devhost]:
+    """Loadbay itself, served by the devhost (HTTP + queue workers)."""
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    host = start_devhost(REPO_ROOT, azurite, OUTPUT_DIR / "devhost-e2e.log")
+    yield host
+    assert stop(host.process) == 0, "devhost did not stop cleanly"
+
+
+@pytest.fixture
+def app_copy(tmp_path: Path) -> Callable[[str], Path]:
+    """Make an app directory whose function_app.py is `source`, next to Loadbay's host.json."""
+
+    def make(source: str) -> Path:
+        shutil.copyfile(REPO_ROOT / "host.json", tmp_path / "host.json")
+        (tmp_path / "function_app.py").write_text(source)
+        return tmp_path
+
+    return make
