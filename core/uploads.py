@@ -99,7 +99,7 @@ def create_upload(*, storage: Storage, settings: Settings, owner: Principal, fil
                                settings.upload_url_minutes)
     expires_at = _now() + timedelta(minutes=settings.upload_url_minutes)
     _uploads(storage).create_entity(_new_entity(upload_id, owner, name, PENDING, declared))
-    return {"id": upload_id, "status": PENDING, "uploadUrl": url, "expiresAt": _iso(expires_at),
+    return {"id": upload_id, "status": PENDING, "fileName": name, "uploadUrl": url, "expiresAt": _iso(expires_at),
             "maxBytes": settings.upload_max_bytes}
 
 
@@ -116,7 +116,7 @@ def store_upload(*, storage: Storage, settings: Settings, owner: Principal, file
     storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).upload_blob(body, overwrite=True)
     _uploads(storage).create_entity(_new_entity(upload_id, owner, name, UPLOADED, len(body)))
     storage.send(PROFILE_QUEUE, _message(upload_id, traceparent))
-    return {"id": upload_id, "status": UPLOADED, "size": len(body), "expiresAt": None,
+    return {"id": upload_id, "status": UPLOADED, "fileName": name, "size": len(body), "expiresAt": None,
             "maxBytes": settings.inline_upload_max_bytes}
 
 
