@@ -56,8 +56,12 @@ class Settings:
         problems: list[str] = []
         storage = _storage_config(environ, problems)
         numbers = {
-            "inline_upload_max_bytes": _int(environ, "LOADBAY_INLINE_UPLOAD_MAX_BYTES", 4 * MIB, 1, 4 * MIB, problems),
-            "upload_max_bytes": _int(environ, "LOADBAY_UPLOAD_MAX_BYTES", 1024 * MIB, 1, 4096 * MIB, problems),
+            "inline_upload_max_bytes": _int(
+                environ, "LOADBAY_INLINE_UPLOAD_MAX_BYTES", 4 * MIB, 1, 4 * MIB, problems
+            ),
+            "upload_max_bytes": _int(
+                environ, "LOADBAY_UPLOAD_MAX_BYTES", 1024 * MIB, 1, 4096 * MIB, problems
+            ),
             "upload_url_minutes": _int(environ, "LOADBAY_UPLOAD_URL_MINUTES", 15, 1, 15, problems),
             "max_columns": _int(environ, "LOADBAY_MAX_COLUMNS", 250, 1, 250, problems),
         }
@@ -76,14 +80,14 @@ class Settings:
 def _storage_config(environ: Mapping[str, str], problems: list[str]) -> StorageConfig | None:
     connection_string = environ.get(STORAGE_SETTING, "").strip()
     if connection_string:
-        parts = dict(
-            part.split("=", 1) for part in connection_string.split(";") if "=" in part
-        )
+        parts = dict(part.split("=", 1) for part in connection_string.split(";") if "=" in part)
         if parts.get("UseDevelopmentStorage") == "true":
             return StorageConfig(connection_string=DEVELOPMENT_STORAGE)
         missing = [key for key in ("AccountName", "AccountKey") if not parts.get(key)]
         if missing:
-            problems.append(f"{STORAGE_SETTING} is not a storage connection string (no {' or '.join(missing)}).")
+            problems.append(
+                f"{STORAGE_SETTING} is not a storage connection string (no {' or '.join(missing)})."
+            )
             return None
         return StorageConfig(connection_string=connection_string)
     # Identity-based connection, as the Functions host reads it: <prefix>__accountName or __*ServiceUri.
@@ -96,8 +100,8 @@ def _storage_config(environ: Mapping[str, str], problems: list[str]) -> StorageC
     }
     if not any(urls.values()):
         problems.append(
-            f"{STORAGE_SETTING} is not set: give a connection string, or {prefix}accountName "
-            f"(or {prefix}blobServiceUri, {prefix}queueServiceUri and {prefix}tableServiceUri) with a managed identity."
+            f"{STORAGE_SETTING} is not set: give a connection string, or {prefix}accountName (or "
+            f"{prefix}blobServiceUri, {prefix}queueServiceUri, {prefix}tableServiceUri) with a managed identity."
         )
         return None
     for kind, url in urls.items():
@@ -136,6 +140,8 @@ def _max_dequeue_count(host_json: Path, problems: list[str]) -> int:
         return 5
     value = config.get("extensions", {}).get("queues", {}).get("maxDequeueCount", 5)
     if not isinstance(value, int) or value < 1:
-        problems.append(f"host.json extensions.queues.maxDequeueCount must be a positive integer (got {value!r}).")
+        problems.append(
+            f"host.json extensions.queues.maxDequeueCount must be a positive integer (got {value!r})."
+        )
         return 5
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -78,15 +79,11 @@ class Storage:
         for table in TABLES:
             self.tables.create_table_if_not_exists(table)
         for container in CONTAINERS:
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 self.blobs.create_container(container)
-            except ResourceExistsError:
-                pass
         for queue in QUEUES:
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 self.queues.create_queue(queue)
-            except ResourceExistsError:
-                pass
 
     def blob_sas_url(self, container: str, blob: str, permission: BlobSasPermissions, minutes: int) -> str:
         """Sign a URL for one blob: account-key SAS locally, user-delegation SAS with an identity."""

@@ -1,18 +1,28 @@
-"""Application Insights through OpenTelemetry, switched on only when a connection string is set."""
+"""Tracing and Application Insights: one span per function, W3C traceparent carried across queues.
+
+`azure-monitor-opentelemetry` is configured only when APPLICATIONINSIGHTS_CONNECTION_STRING is set;
+without it the OpenTelemetry API is a no-op (tests install an in-memory exporter instead).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("loadbay")
 _configured = False
 
 
-def configure_telemetry() -> bool:
+def configure_telemetry(environ: Mapping[str, str] = os.environ) -> bool:
     """Send traces, metrics and logs to Application Insights if configured; return whether it is."""
     global _configured
-    connection_string = os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    connection_string = environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING")
     if _configured or not connection_string:
         return _configured
     # Imported here: the exporter is heavy, and local runs without Application Insights skip it.
@@ -21,3 +31,32 @@ def configure_telemetry() -> bool:
     configure_azure_monitor(connection_string=connection_string, logger_name="loadbay")
     _configured = True
     return True
+
+
+def current_traceparent() -> str | None:
+    """Return the W3C traceparent of the current span, to put on a queue message."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier.get("traceparent")
+
+
+@contextmanager
+def function_span(
+    name: str, *, traceparent: str | None, kind: SpanKind, attributes: Mapping[str, str | int] | None = None
+) -> Iterator[Span]:
+    """Run a function invocation inside a span that continues the caller's trace, if any."""
+    parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
+    with tracer.start_as_current_span(
+        name,
+        context=parent,
+        kind=kind,
+        attributes=attributes,
+        record_exception=True,
+        set_status_on_exception=True,
+    ) as span:
+        yield span
+
+
+def mark_failed(span: Span, description: str) -> None:
+    """Mark a span failed without an exception (for answers such as HTTP 5xx)."""
+    span.set_status(Status(StatusCode.ERROR, description))

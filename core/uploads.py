@@ -21,6 +21,7 @@ from core.ids import is_id, new_id
 from core.profiling import ProfileFailed, profile_stream
 from core.settings import Settings
 from core.storage import PROFILE_QUEUE, PROFILES_CONTAINER, UPLOADS_CONTAINER, UPLOADS_TABLE, Storage
+from core.telemetry import current_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -68,60 +69,82 @@ def _now() -> datetime:
 def clean_file_name(file_name: object) -> str:
     """Return the display name for an uploaded file, or raise Invalid saying what is wrong with it."""
     if not isinstance(file_name, str) or not file_name.strip():
-        raise Invalid("fileName must be a non-empty string.", problems=[{"field": "fileName", "code": "required"}])
+        raise Invalid(
+            "fileName must be a non-empty string.", problems=[{"field": "fileName", "code": "required"}]
+        )
     name = file_name.replace("\\", "/").rsplit("/", 1)[-1].strip()
     if not name or _CONTROL_CHARS.search(name):
-        raise Invalid("fileName contains no usable name or has control characters.",
-                      problems=[{"field": "fileName", "code": "invalid"}])
+        raise Invalid(
+            "fileName contains no usable name or has control characters.",
+            problems=[{"field": "fileName", "code": "invalid"}],
+        )
     if len(name) > _MAX_FILE_NAME:
-        raise Invalid(f"fileName is {len(name)} characters long; the limit is {_MAX_FILE_NAME}.",
-                      problems=[{"field": "fileName", "code": "maxLength"}])
+        raise Invalid(
+            f"fileName is {len(name)} characters long; the limit is {_MAX_FILE_NAME}.",
+            problems=[{"field": "fileName", "code": "maxLength"}],
+        )
     return name
 
 
 def check_size(size: object, *, max_bytes: int) -> int:
     """Validate a declared file size in bytes."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise Invalid("size must be the file's size in bytes, a whole number ≥ 0.",
-                      problems=[{"field": "size", "code": "type"}])
+        raise Invalid(
+            "size must be the file's size in bytes, a whole number ≥ 0.",
+            problems=[{"field": "size", "code": "type"}],
+        )
     if size > max_bytes:
         raise LimitExceeded(f"The file is {size:,} bytes; the limit is {max_bytes:,} bytes.")
     return size
 
 
-def create_upload(*, storage: Storage, settings: Settings, owner: Principal, file_name: object,
-                  size: object) -> dict[str, Any]:
+def create_upload(
+    *, storage: Storage, settings: Settings, owner: Principal, file_name: object, size: object
+) -> dict[str, Any]:
     """Record a pending upload and sign a write-only URL for its blob (the valet key)."""
     name = clean_file_name(file_name)
     declared = check_size(size, max_bytes=settings.upload_max_bytes)
     upload_id = new_id()
-    url = storage.blob_sas_url(UPLOADS_CONTAINER, upload_id, BlobSasPermissions(create=True, write=True),
-                               settings.upload_url_minutes)
+    url = storage.blob_sas_url(
+        UPLOADS_CONTAINER, upload_id, BlobSasPermissions(create=True, write=True), settings.upload_url_minutes
+    )
     expires_at = _now() + timedelta(minutes=settings.upload_url_minutes)
     _uploads(storage).create_entity(_new_entity(upload_id, owner, name, PENDING, declared))
-    return {"id": upload_id, "status": PENDING, "fileName": name, "uploadUrl": url, "expiresAt": _iso(expires_at),
-            "maxBytes": settings.upload_max_bytes}
+    return {
+        "id": upload_id,
+        "status": PENDING,
+        "fileName": name,
+        "uploadUrl": url,
+        "expiresAt": _iso(expires_at),
+        "maxBytes": settings.upload_max_bytes,
+    }
 
 
-def store_upload(*, storage: Storage, settings: Settings, owner: Principal, file_name: object,
-                 body: bytes, traceparent: str | None = None) -> dict[str, Any]:
+def store_upload(
+    *, storage: Storage, settings: Settings, owner: Principal, file_name: object, body: bytes
+) -> dict[str, Any]:
     """Store a small file sent in the request body and commit it at once."""
     name = clean_file_name(file_name)
     if len(body) > settings.inline_upload_max_bytes:
         raise LimitExceeded(
-            f"The body is {len(body):,} bytes; send at most {settings.inline_upload_max_bytes:,} bytes inline, "
-            "or ask for an upload URL with {fileName, size} for bigger files."
+            f"The body is {len(body):,} bytes; send at most {settings.inline_upload_max_bytes:,} bytes "
+            "inline, or ask for an upload URL with {fileName, size} for bigger files."
         )
     upload_id = new_id()
     storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).upload_blob(body, overwrite=True)
     _uploads(storage).create_entity(_new_entity(upload_id, owner, name, UPLOADED, len(body)))
-    storage.send(PROFILE_QUEUE, _message(upload_id, traceparent))
-    return {"id": upload_id, "status": UPLOADED, "fileName": name, "size": len(body), "expiresAt": None,
-            "maxBytes": settings.inline_upload_max_bytes}
+    storage.send(PROFILE_QUEUE, _message(upload_id))
+    return {
+        "id": upload_id,
+        "status": UPLOADED,
+        "fileName": name,
+        "size": len(body),
+        "expiresAt": None,
+        "maxBytes": settings.inline_upload_max_bytes,
+    }
 
 
-def commit_upload(*, storage: Storage, settings: Settings, principal: Principal, upload_id: str,
-                  traceparent: str | None = None) -> Upload:
+def commit_upload(*, storage: Storage, settings: Settings, principal: Principal, upload_id: str) -> Upload:
     """Check the file arrived, mark the upload `uploaded` and queue its profiling (safe to repeat)."""
     upload = get_upload(storage=storage, principal=principal, upload_id=upload_id)
     if upload.status in FINISHED or upload.status == PROFILING:
@@ -133,15 +156,19 @@ def commit_upload(*, storage: Storage, settings: Settings, principal: Principal,
             raise Conflict("No file has been uploaded yet: PUT it to uploadUrl, then commit.") from error
         if size > settings.upload_max_bytes:
             storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).delete_blob()
-            _update(storage, upload, status=FAILED, size=size, error="The file is larger than the upload limit.")
-            raise LimitExceeded(f"The file is {size:,} bytes; the limit is {settings.upload_max_bytes:,} bytes.")
+            _update(
+                storage, upload, status=FAILED, size=size, error="The file is larger than the upload limit."
+            )
+            raise LimitExceeded(
+                f"The file is {size:,} bytes; the limit is {settings.upload_max_bytes:,} bytes."
+            )
         try:
             upload = _update(storage, upload, status=UPLOADED, size=size)
         except ResourceModifiedError:
             # A concurrent commit won the race; its message is on its way.
             return get_upload(storage=storage, principal=principal, upload_id=upload_id)
     # Status `uploaded`: (re)send the command; a crash after the status change above lands here on retry.
-    storage.send(PROFILE_QUEUE, _message(upload_id, traceparent))
+    storage.send(PROFILE_QUEUE, _message(upload_id))
     return upload
 
 
@@ -188,7 +215,9 @@ def profile_upload(*, storage: Storage, settings: Settings, upload_id: str) -> s
         _update(storage, upload, status=FAILED, error=str(failure))
         return FAILED
     except ResourceNotFoundError:
-        _update(storage, upload, status=FAILED, error="The uploaded file is no longer there; upload it again.")
+        _update(
+            storage, upload, status=FAILED, error="The uploaded file is no longer there; upload it again."
+        )
         return FAILED
     profile_json = json.dumps(profile.to_json(), separators=(",", ":"), ensure_ascii=False)
     storage.blobs.get_blob_client(PROFILES_CONTAINER, f"{upload_id}.json").upload_blob(
@@ -206,7 +235,10 @@ def record_attempt_failure(*, storage: Storage, upload_id: str, error: BaseExcep
     reason = f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
     changes: dict[str, Any] = {"lastError": reason, "attempts": int(entity.get("attempts", 0)) + 1}
     if final:
-        changes.update(status=FAILED, error=f"Profiling failed after {changes['attempts']} attempts; last error: {reason}")
+        changes.update(
+            status=FAILED,
+            error=f"Profiling failed after {changes['attempts']} attempts; last error: {reason}",
+        )
     _uploads(storage).update_entity(
         {"PartitionKey": upload_id, "RowKey": ROW_KEY, "updatedAt": _now(), **changes}, mode=UpdateMode.MERGE
     )
@@ -224,8 +256,9 @@ def parse_message(body: bytes) -> tuple[str, str | None]:
     return message["id"], traceparent if isinstance(traceparent, str) else None
 
 
-def _message(upload_id: str, traceparent: str | None) -> dict[str, Any]:
-    return {"id": upload_id, "traceparent": traceparent}
+def _message(upload_id: str) -> dict[str, Any]:
+    """A command names the upload and carries the trace it belongs to (claim check: no contents)."""
+    return {"id": upload_id, "traceparent": current_traceparent()}
 
 
 def _uploads(storage: Storage) -> TableClient:
@@ -243,8 +276,16 @@ def _load(storage: Storage, upload_id: str) -> TableEntity | None:
 
 def _new_entity(upload_id: str, owner: Principal, file_name: str, status: str, size: int) -> dict[str, Any]:
     now = _now()
-    return {"PartitionKey": upload_id, "RowKey": ROW_KEY, "owner": owner.user_id, "fileName": file_name,
-            "status": status, "size": size, "createdAt": now, "updatedAt": now}
+    return {
+        "PartitionKey": upload_id,
+        "RowKey": ROW_KEY,
+        "owner": owner.user_id,
+        "fileName": file_name,
+        "status": status,
+        "size": size,
+        "createdAt": now,
+        "updatedAt": now,
+    }
 
 
 def _update(storage: Storage, upload: Upload, **changes: Any) -> Upload:

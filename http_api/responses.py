@@ -9,18 +9,27 @@ from collections.abc import Callable
 from typing import Any
 
 import azure.functions as func
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from core.auth import PRINCIPAL_HEADER, Principal, principal_from_header
 from core.errors import BadRequest, Forbidden, LoadbayError
 from core.settings import SettingsError
+from core.telemetry import function_span, mark_failed
 
 log = logging.getLogger("loadbay.http")
 
 Handler = Callable[[func.HttpRequest, Principal], func.HttpResponse]
 
 
-def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | None = None,
-                  request: func.HttpRequest | None = None, etag: str | None = None) -> func.HttpResponse:
+def json_response(
+    body: Any,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    request: func.HttpRequest | None = None,
+    etag: str | None = None,
+) -> func.HttpResponse:
     """Answer with JSON; with an ETag, answer 304 when the caller already has this version."""
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     all_headers = {"Cache-Control": "no-store", **(headers or {})}
@@ -29,8 +38,9 @@ def json_response(body: Any, *, status: int = 200, headers: dict[str, str] | Non
         all_headers.update({"ETag": tag, "Cache-Control": "private, no-cache"})
         if request is not None and tag in _if_none_match(request):
             return func.HttpResponse(status_code=304, headers=all_headers)
-    return func.HttpResponse(payload, status_code=status, headers=all_headers, mimetype="application/json",
-                             charset="utf-8")
+    return func.HttpResponse(
+        payload, status_code=status, headers=all_headers, mimetype="application/json", charset="utf-8"
+    )
 
 
 def problem_response(error: LoadbayError, request: func.HttpRequest) -> func.HttpResponse:
@@ -47,8 +57,13 @@ def problem_response(error: LoadbayError, request: func.HttpRequest) -> func.Htt
     headers = {"Cache-Control": "no-store"}
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="loadbay"'
-    return func.HttpResponse(json.dumps(body, ensure_ascii=False), status_code=error.status, headers=headers,
-                             mimetype="application/problem+json", charset="utf-8")
+    return func.HttpResponse(
+        json.dumps(body, ensure_ascii=False),
+        status_code=error.status,
+        headers=headers,
+        mimetype="application/problem+json",
+        charset="utf-8",
+    )
 
 
 def endpoint(*, anonymous: bool = False, admin: bool = False) -> Callable[[Handler], Callable[..., Any]]:
@@ -56,17 +71,34 @@ def endpoint(*, anonymous: bool = False, admin: bool = False) -> Callable[[Handl
 
     def wrap(handler: Handler) -> Callable[..., Any]:
         def run(req: func.HttpRequest) -> func.HttpResponse:
+            with function_span(
+                handler.__name__,
+                traceparent=req.headers.get("traceparent"),
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": req.method},
+            ) as span:
+                answer = respond(req)
+                span.set_attribute("http.response.status_code", answer.status_code)
+                if answer.status_code >= 500:
+                    mark_failed(span, f"HTTP {answer.status_code}")
+                return answer
+
+        def respond(req: func.HttpRequest) -> func.HttpResponse:
             try:
-                principal = _anonymous() if anonymous else principal_from_header(req.headers.get(PRINCIPAL_HEADER))
+                principal = (
+                    _anonymous() if anonymous else principal_from_header(req.headers.get(PRINCIPAL_HEADER))
+                )
                 if admin and not principal.is_admin:
                     raise Forbidden("This needs the admin role.")
+                if principal.user_id:
+                    trace.get_current_span().set_attribute("enduser.id", principal.user_id)
                 return handler(req, principal)
             except LoadbayError as error:
                 return problem_response(error, req)
             except SettingsError:
                 log.exception("Loadbay is misconfigured")
                 return _unexpected(req, "The service is misconfigured; the operators have been told.")
-            except Exception:  # noqa: BLE001 - the last line of defence: log it, answer a generic 500
+            except Exception:
                 log.exception("Unhandled error in %s %s", req.method, _path(req))
                 return _unexpected(req, "Something went wrong on our side; try again later.")
 

@@ -22,15 +22,25 @@ def create_upload(req: func.HttpRequest, principal: Principal) -> func.HttpRespo
     kind = media_type(req)
     if kind == "application/json":
         body = read_json_object(req)
-        created = uploads.create_upload(storage=rt.storage, settings=rt.settings, owner=principal,
-                                        file_name=body.get("fileName"), size=body.get("size"))
+        created = uploads.create_upload(
+            storage=rt.storage,
+            settings=rt.settings,
+            owner=principal,
+            file_name=body.get("fileName"),
+            size=body.get("size"),
+        )
     elif kind in CSV_TYPES:
-        created = uploads.store_upload(storage=rt.storage, settings=rt.settings, owner=principal,
-                                       file_name=req.params.get("fileName", "upload.csv"), body=req.get_body(),
-                                       traceparent=req.headers.get("traceparent"))
+        created = uploads.store_upload(
+            storage=rt.storage,
+            settings=rt.settings,
+            owner=principal,
+            file_name=req.params.get("fileName", "upload.csv"),
+            body=req.get_body(),
+        )
     else:
         raise UnsupportedMediaType(
-            f"Send application/json {{fileName, size}} for an upload URL, or a text/csv body; got {kind or 'none'}."
+            "Send application/json {fileName, size} for an upload URL, or a text/csv body; "
+            f"got {kind or 'no content type'}."
         )
     return json_response(created, status=201, headers={"Location": api_path("uploads", created["id"])})
 
@@ -40,11 +50,15 @@ def create_upload(req: func.HttpRequest, principal: Principal) -> func.HttpRespo
 def commit_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """The file is in place: queue its profiling and point at the status."""
     rt = runtime()
-    upload = uploads.commit_upload(storage=rt.storage, settings=rt.settings, principal=principal,
-                                   upload_id=req.route_params["id"], traceparent=req.headers.get("traceparent"))
+    upload = uploads.commit_upload(
+        storage=rt.storage, settings=rt.settings, principal=principal, upload_id=req.route_params["id"]
+    )
     location = api_path("uploads", upload.id)
-    return json_response({"id": upload.id, "status": upload.status}, status=202,
-                         headers={"Location": location, "Retry-After": "1"})
+    return json_response(
+        {"id": upload.id, "status": upload.status},
+        status=202,
+        headers={"Location": location, "Retry-After": "1"},
+    )
 
 
 @bp.route(route="uploads/{id}", methods=["GET"])

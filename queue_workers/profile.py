@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 
 import azure.functions as func
+from opentelemetry.trace import SpanKind
 
 from core import uploads
 from core.errors import Invalid
 from core.runtime import runtime
 from core.storage import PROFILE_QUEUE
+from core.telemetry import function_span
 from queue_workers.blueprint import bp
 
 log = logging.getLogger(__name__)
@@ -19,16 +21,20 @@ log = logging.getLogger(__name__)
 def profile_upload(msg: func.QueueMessage) -> None:
     """Profile the upload named by the message; retried by the host on failure, then poisoned."""
     try:
-        upload_id, _traceparent = uploads.parse_message(msg.get_body())
+        upload_id, traceparent = uploads.parse_message(msg.get_body())
     except Invalid as error:
         # Retrying cannot fix a malformed command: log it and let the message go.
         log.error("Dropped malformed message %s on %s: %s", msg.id, PROFILE_QUEUE, error.detail)
         return
-    rt = runtime()
-    try:
-        status = uploads.profile_upload(storage=rt.storage, settings=rt.settings, upload_id=upload_id)
-    except Exception as error:
-        final = (msg.dequeue_count or 1) >= rt.settings.max_dequeue_count
-        uploads.record_attempt_failure(storage=rt.storage, upload_id=upload_id, error=error, final=final)
-        raise
-    log.info("Upload %s profiled: %s", upload_id, status)
+    attributes = {"loadbay.upload_id": upload_id, "messaging.message.id": msg.id or ""}
+    with function_span(
+        "profile_upload", traceparent=traceparent, kind=SpanKind.CONSUMER, attributes=attributes
+    ):
+        rt = runtime()
+        try:
+            status = uploads.profile_upload(storage=rt.storage, settings=rt.settings, upload_id=upload_id)
+        except Exception as error:
+            final = (msg.dequeue_count or 1) >= rt.settings.max_dequeue_count
+            uploads.record_attempt_failure(storage=rt.storage, upload_id=upload_id, error=error, final=final)
+            raise
+    log.info("Upload %s profiled: %s", upload_id, status, extra={"upload_id": upload_id})

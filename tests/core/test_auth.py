@@ -19,10 +19,16 @@ def encode(payload: Any) -> str:
 
 
 def test_static_web_apps_shape() -> None:
-    principal = principal_from_header(encode({
-        "identityProvider": "aad", "userId": "u-1", "userDetails": "ada@example.com",
-        "userRoles": ["anonymous", "authenticated", "admin"],
-    }))
+    principal = principal_from_header(
+        encode(
+            {
+                "identityProvider": "aad",
+                "userId": "u-1",
+                "userDetails": "ada@example.com",
+                "userRoles": ["anonymous", "authenticated", "admin"],
+            }
+        )
+    )
     assert principal.user_id == "u-1"
     assert principal.user_details == "ada@example.com"
     assert principal.identity_provider == "aad"
@@ -32,17 +38,21 @@ def test_static_web_apps_shape() -> None:
 
 
 def test_app_service_shape_with_roles_claims() -> None:
-    principal = principal_from_header(encode({
-        "auth_typ": "aad",
-        "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
-        "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
-        "claims": [
-            {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": "oid-7"},
-            {"typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "val": "Grace"},
-            {"typ": "roles", "val": "admin"},
-            {"typ": "roles", "val": "importer"},
-        ],
-    }))
+    principal = principal_from_header(
+        encode(
+            {
+                "auth_typ": "aad",
+                "name_typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+                "role_typ": "http://schemas.microsoft.com/ws/2008/06/identity/claims/role",
+                "claims": [
+                    {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": "oid-7"},
+                    {"typ": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "val": "Grace"},
+                    {"typ": "roles", "val": "admin"},
+                    {"typ": "roles", "val": "importer"},
+                ],
+            }
+        )
+    )
     assert principal.user_id == "oid-7"
     assert principal.user_details == "Grace"
     assert principal.identity_provider == "aad"

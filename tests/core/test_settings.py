@@ -30,8 +30,9 @@ def test_development_storage_means_azurite_defaults() -> None:
 
 
 def test_identity_based_connection_from_account_name() -> None:
-    settings = Settings.from_env({"AzureWebJobsStorage__accountName": "acct",
-                                  "AzureWebJobsStorage__clientId": "11111111-2222"})
+    settings = Settings.from_env(
+        {"AzureWebJobsStorage__accountName": "acct", "AzureWebJobsStorage__clientId": "11111111-2222"}
+    )
     assert settings.storage.uses_identity
     assert settings.storage.table_url == "https://acct.table.core.windows.net"
     assert settings.storage.queue_url == "https://acct.queue.core.windows.net"
@@ -39,7 +40,10 @@ def test_identity_based_connection_from_account_name() -> None:
 
 
 def test_identity_based_connection_from_service_uris() -> None:
-    env = {f"AzureWebJobsStorage__{kind}ServiceUri": f"https://x.{kind}.example" for kind in ("blob", "queue", "table")}
+    env = {
+        f"AzureWebJobsStorage__{kind}ServiceUri": f"https://x.{kind}.example"
+        for kind in ("blob", "queue", "table")
+    }
     assert Settings.from_env(env).storage.blob_url == "https://x.blob.example"
 
 
@@ -57,7 +61,10 @@ def test_every_problem_is_reported_at_once() -> None:
     [
         ({"AzureWebJobsStorage": "AccountName=x"}, "no AccountKey"),
         ({"AzureWebJobsStorage__blobServiceUri": "http://plain"}, "must be an https:// URL"),
-        ({"AzureWebJobsStorage": AZURITE, "LOADBAY_INLINE_UPLOAD_MAX_BYTES": "99999999"}, "between 1 and 4194304"),
+        (
+            {"AzureWebJobsStorage": AZURITE, "LOADBAY_INLINE_UPLOAD_MAX_BYTES": "99999999"},
+            "between 1 and 4194304",
+        ),
     ],
 )
 def test_bad_values_are_named(environ: dict[str, str], expected: str) -> None:

@@ -25,8 +25,12 @@ OUTPUT_DIR = REPO_ROOT / "test-output"
 
 def principal_header(user_id: str, *, roles: tuple[str, ...] = (), details: str | None = None) -> str:
     """Encode an SWA-shaped client principal, as SWA would send it to the API."""
-    payload = {"identityProvider": "aad", "userId": user_id, "userDetails": details or f"{user_id}@example.com",
-               "userRoles": ["anonymous", "authenticated", *roles]}
+    payload = {
+        "identityProvider": "aad",
+        "userId": user_id,
+        "userDetails": details or f"{user_id}@example.com",
+        "userRoles": ["anonymous", "authenticated", *roles],
+    }
     return base64.b64encode(json.dumps(payload).encode()).decode()
 
 
@@ -56,8 +60,9 @@ class Api:
 
     def upload(self, content: bytes, file_name: str = "data.csv") -> str:
         """Upload a small file inline and return its id."""
-        answer = self.post("/api/uploads", params={"fileName": file_name}, data=content,
-                           headers={"Content-Type": "text/csv"})
+        answer = self.post(
+            "/api/uploads", params={"fileName": file_name}, data=content, headers={"Content-Type": "text/csv"}
+        )
         assert answer.status_code == 201, answer.text
         return str(answer.json()["id"])
 

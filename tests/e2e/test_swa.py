@@ -20,8 +20,12 @@ def swa(devhost: Devhost) -> Iterator[SwaEmulator]:
 
 
 def auth_cookie(user_id: str, roles: tuple[str, ...] = ()) -> str:
-    principal = {"identityProvider": "aad", "userId": user_id, "userDetails": f"{user_id}@example.com",
-                 "userRoles": ["anonymous", "authenticated", *roles]}
+    principal = {
+        "identityProvider": "aad",
+        "userId": user_id,
+        "userDetails": f"{user_id}@example.com",
+        "userRoles": ["anonymous", "authenticated", *roles],
+    }
     return base64.b64encode(json.dumps(principal).encode()).decode()
 
 
@@ -36,15 +40,18 @@ def test_me_needs_sign_in(swa: SwaEmulator) -> None:
 
 
 def test_me_with_the_auth_cookie(swa: SwaEmulator) -> None:
-    answer = requests.get(swa.url + "/api/me", cookies={"StaticWebAppsAuthCookie": auth_cookie("ada")}, timeout=30)
+    answer = requests.get(
+        swa.url + "/api/me", cookies={"StaticWebAppsAuthCookie": auth_cookie("ada")}, timeout=30
+    )
     assert answer.status_code == 200
     assert answer.json()["userId"] == "ada"
     assert answer.json()["userDetails"] == "ada@example.com"
 
 
 def test_ops_needs_the_admin_role(swa: SwaEmulator) -> None:
-    answer = requests.get(swa.url + "/api/ops/queues", cookies={"StaticWebAppsAuthCookie": auth_cookie("ada")},
-                          timeout=30)
+    answer = requests.get(
+        swa.url + "/api/ops/queues", cookies={"StaticWebAppsAuthCookie": auth_cookie("ada")}, timeout=30
+    )
     assert answer.status_code in (401, 403)
 
 
@@ -65,17 +72,26 @@ def test_the_shell_in_chromium_shows_who_is_signed_in(swa: SwaEmulator) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         try:
             context = browser.new_context()
             page = context.new_page()
             page.goto(swa.url + "/")
             page.get_by_text("The service is up.").wait_for()
             assert page.locator("#auth-link").inner_text() == "Sign in"
-            context.add_cookies([{"name": "StaticWebAppsAuthCookie", "value": auth_cookie("grace"),
-                                  "url": swa.url}])
+            context.add_cookies(
+                [{"name": "StaticWebAppsAuthCookie", "value": auth_cookie("grace"), "url": swa.url}]
+            )
             page.reload()
             page.get_by_text("Signed in as grace@example.com").wait_for()
             OUTPUT_DIR.mkdir(exist_ok=True)

@@ -17,8 +17,12 @@ from devhost.azurite import Azurite
 from devhost.processes import stop
 from tests.e2e.conftest import Devhost, principal_header, start_devhost
 
-ROWS = [["id", "name", "amount", "joined"], ["1", "Ada", "3.5", "2024-01-02"], ["2", "Bob", "4", "2024-02-29"],
-        ["3", "Cy", "", "2023-12-31"]]
+ROWS = [
+    ["id", "name", "amount", "joined"],
+    ["1", "Ada", "3.5", "2024-01-02"],
+    ["2", "Bob", "4", "2024-02-29"],
+    ["3", "Cy", "", "2023-12-31"],
+]
 
 
 def delimited(delimiter: str, rows: list[list[str]] = ROWS, newline: str = "\n") -> str:
@@ -31,8 +35,10 @@ CASES: dict[str, tuple[bytes, dict[str, Any]]] = {
     "tab": (delimited("\t").encode(), {"delimiter": "\t", "encoding": "utf-8"}),
     "pipe": (delimited("|").encode(), {"delimiter": "|", "encoding": "utf-8"}),
     "utf8-bom": (b"\xef\xbb\xbf" + delimited(",").encode(), {"delimiter": ",", "encoding": "utf-8-sig"}),
-    "utf16-le-bom": (delimited(";").encode("utf-16-le").join([b"\xff\xfe", b""]),
-                     {"delimiter": ";", "encoding": "utf-16-le"}),
+    "utf16-le-bom": (
+        delimited(";").encode("utf-16-le").join([b"\xff\xfe", b""]),
+        {"delimiter": ";", "encoding": "utf-16-le"},
+    ),
     "crlf": (delimited(",", newline="\r\n").encode(), {"delimiter": ",", "encoding": "utf-8"}),
 }
 
@@ -64,7 +70,11 @@ def test_inline_upload_is_profiled(devhost: Devhost, case: str) -> None:
     assert_typed_columns(body)
     fields = body["inferredSchema"]["fields"]
     assert [(field["name"], field["type"]) for field in fields] == [
-        ("id", "integer"), ("name", "string"), ("amount", "number"), ("joined", "date")]
+        ("id", "integer"),
+        ("name", "string"),
+        ("amount", "number"),
+        ("joined", "date"),
+    ]
 
 
 def test_cp1252_with_accents(devhost: Devhost) -> None:
@@ -161,8 +171,9 @@ def test_get_upload_honours_if_none_match(devhost: Devhost) -> None:
         ({"data": b"a" * (4 * 1024 * 1024 + 1), "headers": {"Content-Type": "text/csv"}}, 413, "4,194,304"),
     ],
 )
-def test_bad_upload_requests_get_clear_problems(devhost: Devhost, request_kwargs: dict[str, Any], status: int,
-                                                detail: str) -> None:
+def test_bad_upload_requests_get_clear_problems(
+    devhost: Devhost, request_kwargs: dict[str, Any], status: int, detail: str
+) -> None:
     answer = devhost.api().post("/api/uploads", **request_kwargs)
     assert answer.status_code == status, answer.text
     assert answer.headers["Content-Type"].startswith("application/problem+json")
@@ -186,16 +197,36 @@ def test_health_and_principal_shapes_direct_to_the_devhost(devhost: Devhost) -> 
     assert requests.get(devhost.url + "/api/health", timeout=10).json() == {"status": "ok", "storage": "ok"}
     assert requests.get(devhost.url + "/api/me", timeout=10).status_code == 401
 
-    swa = requests.get(devhost.url + "/api/me", headers={"x-ms-client-principal": principal_header(
-        "u-1", roles=("admin",), details="ada@example.com")}, timeout=10)
+    swa = requests.get(
+        devhost.url + "/api/me",
+        headers={
+            "x-ms-client-principal": principal_header("u-1", roles=("admin",), details="ada@example.com")
+        },
+        timeout=10,
+    )
     assert swa.status_code == 200
-    assert swa.json() == {"userId": "u-1", "userDetails": "ada@example.com", "identityProvider": "aad",
-                          "userRoles": ["admin", "authenticated"], "isAdmin": True}
+    assert swa.json() == {
+        "userId": "u-1",
+        "userDetails": "ada@example.com",
+        "identityProvider": "aad",
+        "userRoles": ["admin", "authenticated"],
+        "isAdmin": True,
+    }
 
-    app_service = base64.b64encode(json.dumps({
-        "auth_typ": "aad", "name_typ": "name", "role_typ": "roles",
-        "claims": [{"typ": "oid", "val": "o-2"}, {"typ": "name", "val": "Grace"}, {"typ": "roles", "val": "reader"}],
-    }).encode()).decode()
+    app_service = base64.b64encode(
+        json.dumps(
+            {
+                "auth_typ": "aad",
+                "name_typ": "name",
+                "role_typ": "roles",
+                "claims": [
+                    {"typ": "oid", "val": "o-2"},
+                    {"typ": "name", "val": "Grace"},
+                    {"typ": "roles", "val": "reader"},
+                ],
+            }
+        ).encode()
+    ).decode()
     answer = requests.get(devhost.url + "/api/me", headers={"x-ms-client-principal": app_service}, timeout=10)
     assert answer.status_code == 200
     assert answer.json()["userId"] == "o-2" and answer.json()["userRoles"] == ["authenticated", "reader"]
@@ -248,8 +279,11 @@ def _watch_poison(azurite: Azurite, app_dir: Path, tmp_path: Path) -> None:
     assert body["status"] == "failed"
     assert body["error"] == "Profiling failed after 5 attempts; last error: RuntimeError: simulated outage"
     assert any(json.loads(text)["id"] == upload_id for text in bodies)
-    entity = TableServiceClient.from_connection_string(azurite.connection_string).get_table_client(
-        "uploads").get_entity(upload_id, "upload")
+    entity = (
+        TableServiceClient.from_connection_string(azurite.connection_string)
+        .get_table_client("uploads")
+        .get_entity(upload_id, "upload")
+    )
     assert entity["attempts"] == 5
     log = (tmp_path / "devhost.log").read_text()
     assert log.count("profile_upload") >= 5
