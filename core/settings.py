@@ -100,8 +100,9 @@ def _storage_config(environ: Mapping[str, str], problems: list[str]) -> StorageC
     }
     if not any(urls.values()):
         problems.append(
-            f"{STORAGE_SETTING} is not set: give a connection string, or {prefix}accountName (or "
-            f"{prefix}blobServiceUri, {prefix}queueServiceUri, {prefix}tableServiceUri) with a managed identity."
+            f"{STORAGE_SETTING} is not set: set a connection string, or {prefix}accountName "
+            f"(or {prefix}blobServiceUri, {prefix}queueServiceUri, {prefix}tableServiceUri) "
+            "and a managed identity."
         )
         return None
     for kind, url in urls.items():
