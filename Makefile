@@ -48,7 +48,7 @@ typecheck: $(PIP_STAMP)
 check: lint typecheck test
 
 bench: install
-	$(PY) bench/durable.py
+	for script in bench/*.py; do $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf .localdata test-output .pytest_cache .mypy_cache .ruff_cache
