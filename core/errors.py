@@ -11,7 +11,9 @@ class LoadbayError(Exception):
     status: ClassVar[int] = 500
     default_title: ClassVar[str] = "Something went wrong"
 
-    def __init__(self, detail: str, *, title: str | None = None, problems: list[dict[str, Any]] | None = None):
+    def __init__(
+        self, detail: str, *, title: str | None = None, problems: list[dict[str, Any]] | None = None
+    ):
         super().__init__(detail)
         self.detail = detail
         self.title = title or self.default_title

@@ -65,9 +65,9 @@ class Storage:
         """Return a client for `name` that encodes messages in base64, as queue triggers expect."""
         with self._lock:
             if name not in self._queue_clients:
-                client = self.queues.get_queue_client(name)
-                client.message_encode_policy = TextBase64EncodePolicy()
-                self._queue_clients[name] = client
+                self._queue_clients[name] = self.queues.get_queue_client(
+                    name, message_encode_policy=TextBase64EncodePolicy()
+                )
             return self._queue_clients[name]
 
     def send(self, queue_name: str, message: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
@@ -24,12 +23,15 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 def start(command: list[str], *, env: dict[str, str] | None = None, log_file: Path | None = None,
           cwd: Path | None = None, inherit_output: bool = False) -> subprocess.Popen[bytes]:
     """Start a child in its own session, so stopping it also stops its children."""
-    output: IO[bytes] | int | None = None if inherit_output else subprocess.DEVNULL
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        output = log_file.open("ab")
-    return subprocess.Popen(command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    if log_file is None:
+        output = None if inherit_output else subprocess.DEVNULL
+        return subprocess.Popen(command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # The child keeps its own copy of the descriptor; ours is closed as soon as it has started.
+    with log_file.open("ab") as sink:
+        return subprocess.Popen(command, env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def stop(process: subprocess.Popen[bytes], *, grace: float = 15.0) -> int:

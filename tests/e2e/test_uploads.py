@@ -13,7 +13,7 @@ import requests
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient
 
-from devhost.azurite import Azurite
+from devhost.azurite import REPO_ROOT, Azurite
 from devhost.processes import stop
 from tests.e2e.conftest import Devhost, principal_header, start_devhost
 
@@ -237,8 +237,10 @@ def test_health_and_principal_shapes_direct_to_the_devhost(devhost: Devhost) -> 
         assert bad.headers["Content-Type"].startswith("application/problem+json")
 
 
-FAILING_APP = '''
-"""Loadbay with a profile step that always raises, to watch retries end in the poison queue."""
+FAILING_APP = """
+\"\"\"Loadbay with a profile step that always raises, to watch retries end in the poison queue.\"\"\"
+import importlib.util
+
 import core.uploads
 
 
@@ -247,13 +249,16 @@ def always_fails(**kwargs):
 
 
 core.uploads.profile_upload = always_fails
-
-from function_app import app  # noqa: E402
-'''
+# This file is itself function_app.py, so load Loadbay's under another name.
+spec = importlib.util.spec_from_file_location("loadbay_function_app", {path!r})
+loadbay = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(loadbay)
+app = loadbay.app
+"""
 
 
 def test_a_handler_that_always_raises_ends_in_poison(app_copy: Any, tmp_path: Path) -> None:
-    app_dir = app_copy(FAILING_APP)
+    app_dir = app_copy(FAILING_APP.format(path=str(REPO_ROOT / "function_app.py")))
     host_json = json.loads((app_dir / "host.json").read_text())
     host_json["extensions"]["queues"]["visibilityTimeout"] = "00:00:00"
     (app_dir / "host.json").write_text(json.dumps(host_json))

@@ -7,8 +7,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import azure.functions as func
 import pytest
+from azure.functions.queue import QueueMessage
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -54,21 +54,25 @@ def handler() -> Any:
     return profile_upload.build().get_user_function()
 
 
-def take_message(rt: Runtime) -> func.QueueMessage:
+def take_message(rt: Runtime) -> QueueMessage:
     queued = rt.storage.queues.get_queue_client(PROFILE_QUEUE).receive_message()
     assert queued is not None
     rt.storage.queues.get_queue_client(PROFILE_QUEUE).delete_message(queued)
     body = base64.b64decode(queued.content)
-    return func.QueueMessage(id=queued.id, body=body, dequeue_count=1)
+    return QueueMessage(id=queued.id, body=body, dequeue_count=1)
 
 
 def test_the_worker_continues_the_callers_trace(rt: Runtime, spans: InMemorySpanExporter) -> None:
     spans.clear()
     with trace.get_tracer("test").start_as_current_span("upload request") as root:
-        created = uploads.store_upload(storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="a.csv",
-                                       body=b"a,b\n1,2\n")
+        created = uploads.store_upload(
+            storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="a.csv", body=b"a,b\n1,2\n"
+        )
     message = take_message(rt)
-    assert json.loads(message.get_body())["traceparent"].split("-")[1] == f"{root.get_span_context().trace_id:032x}"
+    assert (
+        json.loads(message.get_body())["traceparent"].split("-")[1]
+        == f"{root.get_span_context().trace_id:032x}"
+    )
 
     handler()(message)
     handler()(message)  # a duplicate delivery changes nothing
@@ -85,8 +89,9 @@ def test_the_worker_continues_the_callers_trace(rt: Runtime, spans: InMemorySpan
 def test_failures_are_recorded_and_the_last_attempt_marks_failed(
     rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    created = uploads.store_upload(storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="b.csv",
-                                   body=b"a,b\n1,2\n")
+    created = uploads.store_upload(
+        storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="b.csv", body=b"a,b\n1,2\n"
+    )
     message = take_message(rt)
 
     def broken(**kwargs: Any) -> str:
@@ -94,7 +99,7 @@ def test_failures_are_recorded_and_the_last_attempt_marks_failed(
 
     monkeypatch.setattr(uploads, "profile_upload", broken)
     for attempt in range(1, 6):
-        retry = func.QueueMessage(id=message.id, body=message.get_body(), dequeue_count=attempt)
+        retry = QueueMessage(id=message.id, body=message.get_body(), dequeue_count=attempt)
         with pytest.raises(ConnectionError):
             handler()(retry)
         status = uploads.get_upload(storage=rt.storage, principal=OWNER, upload_id=created["id"]).status
@@ -107,5 +112,5 @@ def test_failures_are_recorded_and_the_last_attempt_marks_failed(
 def test_malformed_messages_are_dropped_not_retried(
     rt: Runtime, body: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    handler()(func.QueueMessage(id="m-1", body=body, dequeue_count=1))  # returns: a retry cannot help
+    handler()(QueueMessage(id="m-1", body=body, dequeue_count=1))  # returns: a retry cannot help
     assert "Dropped malformed message m-1 on profile-requests" in caplog.text
