@@ -1,0 +1,404 @@
+"""Read CSV bytes once: sniff the encoding and dialect, decode incrementally and yield records.
+
+Encoding. A prefix of the stream (``ENCODING_SNIFF_BYTES``) decides: a byte order mark wins
+(``utf-8-sig``, ``utf-16-le``, ``utf-16-be``); otherwise the prefix is UTF-8 if it decodes as UTF-8,
+else ``cp1252`` (with latin-1 for the five bytes cp1252 leaves undefined, so it never fails).
+
+The stream is read once, so invalid UTF-8 may turn up after the prefix was judged UTF-8. If every
+character decoded until then was ASCII, the text so far reads the same in cp1252, so decoding
+switches to cp1252 for the rest and the encoding becomes ``cp1252``: nothing decoded earlier
+changes meaning. If non-ASCII UTF-8 was already seen, the file mixes two encodings; guessing would
+corrupt one half silently, so reading stops with a ``CsvFormatError`` that gives the byte offset.
+A file that starts with a UTF-8 or UTF-16 byte order mark and then breaks that encoding also stops.
+
+Dialect. ``csv.Sniffer`` picks wrong delimiters (CPython issue 97611), so each candidate delimiter
+is scored on a sample of whole records, parsed quote-aware by the csv module itself: the share of
+records that have the most common field count, then that field count.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+ENCODING_SNIFF_BYTES: Final = 256 * 1024
+DIALECT_SAMPLE_CHARS: Final = 64 * 1024
+DELIMITERS: Final = (",", ";", "\t", "|")
+
+_BOMS: Final = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+class CsvFormatError(Exception):
+    """The bytes are not a CSV file that can be read; ``reason`` says why, for a person."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """The Frictionless CSV Dialect subset that Loadbay sniffs and reads."""
+
+    delimiter: str
+    quote_char: str
+    header: bool
+    double_quote: bool = True
+    line_terminator: str = "\r\n"
+
+    def to_json(self) -> dict[str, object]:
+        """Return the dialect as Frictionless CSV Dialect JSON."""
+        return {
+            "delimiter": self.delimiter,
+            "quoteChar": self.quote_char,
+            "header": self.header,
+            "doubleQuote": self.double_quote,
+            "lineTerminator": self.line_terminator,
+        }
+
+
+def _cp1252_table() -> str:
+    chars = []
+    for byte in range(256):
+        try:
+            chars.append(bytes([byte]).decode("cp1252"))
+        except UnicodeDecodeError:
+            chars.append(chr(byte))
+    return "".join(chars)
+
+
+_CP1252_TABLE: Final = _cp1252_table()
+
+
+def decode_cp1252(data: bytes) -> str:
+    """Decode cp1252, reading the five bytes it leaves undefined as latin-1."""
+    return codecs.charmap_decode(data, "strict", _CP1252_TABLE)[0]
+
+
+class _Decoder(Protocol):
+    def decode(self, input: bytes, final: bool = False) -> str: ...
+
+
+class _Cp1252Decoder:
+    def decode(self, input: bytes, final: bool = False) -> str:
+        return decode_cp1252(input)
+
+
+def _new_decoder(encoding: str) -> _Decoder:
+    if encoding == "cp1252":
+        return _Cp1252Decoder()
+    decoder: _Decoder = codecs.getincrementaldecoder(encoding)()
+    return decoder
+
+
+class DecodedText:
+    """Decoded text of a byte stream that is read once.
+
+    ``sample`` is the decoded prefix (all of the text when ``complete``); iterating yields it and then the
+    rest, once. ``encoding`` may change from ``utf-8`` to ``cp1252`` during iteration (see the module
+    docstring); ``has_content`` says, after iteration, whether any character was not whitespace.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], *, encoding: str | None = None) -> None:
+        self._chunks = iter(chunks)
+        parts: list[bytes] = []
+        size = 0
+        self.complete = True
+        for chunk in self._chunks:
+            parts.append(chunk)
+            size += len(chunk)
+            if size >= ENCODING_SNIFF_BYTES:
+                self.complete = False
+                break
+        prefix = b"".join(parts)
+        self._offset = len(prefix)
+        self.has_content = False
+        self._fallback = False
+        if encoding is None:
+            self.encoding, self._decoder, self.sample = self._sniff(prefix)
+        else:
+            self.encoding, self._decoder = encoding, _new_decoder(encoding)
+            self.sample = self._decode(prefix, final=self.complete).removeprefix("\ufeff")
+        # While everything decoded is ASCII, a late switch from UTF-8 to cp1252 changes nothing already read.
+        self._ascii_so_far = self.sample.isascii()
+        self._fallback = encoding is None and self.encoding == "utf-8"
+
+    def _sniff(self, prefix: bytes) -> tuple[str, _Decoder, str]:
+        for bom, name in _BOMS:
+            if prefix.startswith(bom):
+                decoder = _new_decoder(name)
+                body = prefix if name == "utf-8-sig" else prefix[len(bom) :]
+                return name, decoder, self._decode_with(decoder, name, body, final=self.complete)
+        decoder = _new_decoder("utf-8")
+        try:
+            return "utf-8", decoder, decoder.decode(prefix, final=self.complete)
+        except UnicodeDecodeError:
+            return "cp1252", _Cp1252Decoder(), decode_cp1252(prefix)
+
+    def _decode_with(self, decoder: _Decoder, encoding: str, data: bytes, *, final: bool) -> str:
+        try:
+            return decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            offset = self._offset - len(exc.object) + exc.start
+            raise CsvFormatError(_broken_encoding(encoding, offset)) from exc
+
+    def _decode(self, data: bytes, *, final: bool) -> str:
+        if not self._fallback:
+            return self._decode_with(self._decoder, self.encoding, data, final=final)
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            return self._switch_to_cp1252(data, exc)
+        if self._ascii_so_far and not text.isascii():
+            self._ascii_so_far = False
+        return text
+
+    def _switch_to_cp1252(self, data: bytes, exc: UnicodeDecodeError) -> str:
+        # Bytes an earlier chunk left unfinished are still in the decoder; exc.start counts them too.
+        pending = exc.object[: len(exc.object) - len(data)]
+        whole = pending + data
+        if not (self._ascii_so_far and whole[: exc.start].isascii()):
+            offset = self._offset - len(whole) + exc.start
+            raise CsvFormatError(
+                f"The file is not valid UTF-8 at byte {offset:,} although earlier parts of it are UTF-8 "
+                "text: it mixes two encodings. Save it as UTF-8 and upload it again."
+            ) from exc
+        self.encoding = "cp1252"
+        self._decoder = _Cp1252Decoder()
+        self._fallback = False
+        return decode_cp1252(whole)
+
+    def __iter__(self) -> Iterator[str]:
+        yield self._checked(self.sample)
+        for chunk in self._chunks:
+            self._offset += len(chunk)
+            yield self._checked(self._decode(chunk, final=False))
+        if not self.complete:
+            yield self._checked(self._decode(b"", final=True))
+
+    def _checked(self, text: str) -> str:
+        if not self.has_content and text.strip():
+            self.has_content = True
+        return text
+
+
+def _broken_encoding(encoding: str, offset: int) -> str:
+    if encoding.startswith("utf-16"):
+        return (
+            f"The file starts with a UTF-16 byte order mark but is not valid UTF-16 (broken or cut-off "
+            f"character at byte {offset:,}); save it again as UTF-8 or UTF-16 and upload it again."
+        )
+    label = "UTF-8 byte order mark" if encoding == "utf-8-sig" else f"{encoding} encoding"
+    return f"The file uses a {label} but is not valid {encoding} at byte {offset:,}."
+
+
+def sniff_dialect(sample: str, *, complete: bool) -> Dialect:
+    """Guess delimiter, quote character and line terminator from decoded text; header is decided later."""
+    if len(sample) > DIALECT_SAMPLE_CHARS:
+        sample, complete = sample[:DIALECT_SAMPLE_CHARS], False
+    if not complete:
+        cut = sample.rfind("\n")
+        if cut >= 0:
+            sample = sample[: cut + 1]
+    delimiter, score = _best_delimiter(sample, '"', complete=complete)
+    quote = '"'
+    if '"' not in sample and "'" in sample:
+        single_delimiter, single_score = _best_delimiter(sample, "'", complete=complete)
+        if single_score > score or _single_quotes_prevail(sample, single_delimiter):
+            delimiter, quote = single_delimiter, "'"
+    return Dialect(
+        delimiter=delimiter, quote_char=quote, header=True, line_terminator=_line_terminator(sample)
+    )
+
+
+def _best_delimiter(sample: str, quote: str, *, complete: bool) -> tuple[str, tuple[float, int]]:
+    best, best_score = ",", (0.0, 1)
+    for delimiter in DELIMITERS:
+        if delimiter not in sample:
+            continue
+        reader = csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter, quotechar=quote)
+        try:
+            counts = [len(record) for record in reader if record]
+        except csv.Error:
+            continue
+        if not complete and len(counts) > 1:
+            counts.pop()  # the sample may end inside a record
+        if not counts:
+            continue
+        width, frequency = Counter(counts).most_common(1)[0]
+        score = (frequency / len(counts), width)
+        if width > 1 and score > best_score:
+            best, best_score = delimiter, score
+    return best, best_score
+
+
+def _single_quotes_prevail(sample: str, delimiter: str) -> bool:
+    edge = re.escape(delimiter)
+    quoted = re.findall(rf"(?:^|{edge})'[^'\r\n]*'(?={edge}|\r?$)", sample, flags=re.MULTILINE)
+    records = sum(1 for line in sample.splitlines() if line.strip())
+    return records > 0 and len(quoted) >= records
+
+
+def _line_terminator(sample: str) -> str:
+    crlf = sample.count("\r\n")
+    lf = sample.count("\n") - crlf
+    cr = sample.count("\r") - crlf
+    if crlf == lf == cr == 0:
+        return "\r\n"
+    if lf > crlf and lf >= cr:
+        return "\n"
+    if cr > crlf:
+        return "\r"
+    return "\r\n"
+
+
+class _LineProblem(Exception):
+    def __init__(self, what: str, *, at_record_start: bool = False) -> None:
+        super().__init__(what)
+        self.what = what
+        self.at_record_start = at_record_start
+
+
+def _allow_field_chars(max_field_chars: int) -> None:
+    # The limit is process-wide; only ever raise it, so other readers keep at least what they had.
+    if csv.field_size_limit() <= max_field_chars:
+        csv.field_size_limit(max_field_chars + 1)
+
+
+def read_records(
+    text: Iterable[str], dialect: Dialect, *, max_columns: int, max_field_chars: int
+) -> Iterator[list[str]]:
+    """Yield the records of decoded CSV text, skipping blank lines; refuse malformed input with a reason."""
+    # Errors number rows as a spreadsheet does (the first record, header or not, is row 1) and lines
+    # as an editor does, so a person can find the spot either way.
+    _allow_field_chars(max_field_chars)
+    max_record_chars = max_columns * (2 * max_field_chars + 3)
+    record_lines: list[str] = []
+    record_chars = 0
+
+    def physical_lines() -> Iterator[str]:
+        # csv.reader treats the end of every string it gets as a line end, so it must get whole lines.
+        nonlocal record_chars
+        for line in _split_lines(text, max_record_chars):
+            record_chars += len(line)
+            if record_chars > max_record_chars:
+                raise _LineProblem(f"is longer than {max_record_chars:,} characters")
+            record_lines.append(line)
+            yield line
+        if record_lines:
+            raise _LineProblem(
+                "has a quoted field that is not closed before the end of the file", at_record_start=True
+            )
+
+    reader = csv.reader(
+        physical_lines(), delimiter=dialect.delimiter, quotechar=dialect.quote_char, doublequote=True
+    )
+    row = 0
+    try:
+        for record in reader:
+            record_lines.clear()
+            record_chars = 0
+            if not record:
+                continue
+            row += 1
+            if len(record) > max_columns:
+                raise CsvFormatError(_too_wide(row, reader.line_num, len(record), max_columns))
+            if max(map(len, record)) > max_field_chars:
+                long_cell = next(i for i, cell in enumerate(record, 1) if len(cell) > max_field_chars)
+                raise CsvFormatError(_too_long(row, reader.line_num, long_cell, max_field_chars))
+            yield record
+    except _LineProblem as exc:
+        line = reader.line_num + 1 - (len(record_lines) if exc.at_record_start else 0)
+        raise CsvFormatError(f"Row {row + 1} (line {line}) {exc.what}.") from exc
+    except csv.Error as exc:
+        if str(exc).startswith("field larger than field limit"):
+            column = _long_field_column("".join(record_lines), dialect, max_field_chars)
+            raise CsvFormatError(_too_long(row + 1, reader.line_num, column, max_field_chars)) from exc
+        raise CsvFormatError(f"Row {row + 1} (line {reader.line_num}) is not valid CSV: {exc}.") from exc
+
+
+def _too_wide(row: int, line: int, width: int, max_columns: int) -> str:
+    if row == 1:
+        return f"The file has {width} columns; the limit is {max_columns}."
+    return f"Row {row} (line {line}) has {width} fields; the limit is {max_columns} columns."
+
+
+def _too_long(row: int, line: int, column: int | None, max_field_chars: int) -> str:
+    where = f"Row {row} (line {line})" + (f", column {column}" if column else "")
+    return f"{where}: the field is longer than {max_field_chars:,} characters, the limit."
+
+
+def _split_lines(texts: Iterable[str], max_line_chars: int) -> Iterator[str]:
+    """Yield lines the way a file opened with newline="" does, whatever the text chunk boundaries."""
+    pending: list[str] = []
+    pending_chars = 0
+    for text in texts:
+        if not text:
+            continue
+        if "\n" not in text and "\r" not in text:
+            pending.append(text)
+            pending_chars += len(text)
+            if pending_chars > max_line_chars:
+                raise _LineProblem(f"is longer than {max_line_chars:,} characters")
+            continue
+        if pending:
+            pending.append(text)
+            text = "".join(pending)
+            pending, pending_chars = [], 0
+        lines = io.StringIO(text, newline="").readlines()
+        if not lines[-1].endswith("\n"):
+            # An unfinished line, or a CR whose LF may start the next chunk.
+            pending = [lines.pop()]
+            pending_chars = len(pending[0])
+        if "\x00" in text:
+            yield from _refuse_nul(lines)
+        else:
+            yield from lines
+    if pending:
+        yield from _refuse_nul(["".join(pending)])
+
+
+def _refuse_nul(lines: list[str]) -> Iterator[str]:
+    for line in lines:
+        if "\x00" in line:
+            raise _LineProblem(
+                "contains a NUL character; the file may be binary, or UTF-16 without a byte order mark"
+            )
+        yield line
+
+
+def _long_field_column(text: str, dialect: Dialect, limit: int) -> int | None:
+    """Return the 1-based column of the first field longer than limit in raw record text."""
+    column, length, quoted, index = 1, 0, False, 0
+    delimiter, quote = dialect.delimiter, dialect.quote_char
+    while index < len(text):
+        char = text[index]
+        index += 1
+        if quoted:
+            if char == quote and text.startswith(quote, index):
+                index += 1
+            elif char == quote:
+                quoted = False
+                continue
+            length += 1
+        elif char == quote and length == 0:
+            quoted = True
+        elif char == delimiter:
+            if length > limit:
+                return column
+            column, length = column + 1, 0
+        else:
+            length += 1
+        if length > limit:
+            return column
+    return None

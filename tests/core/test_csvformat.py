@@ -1,0 +1,233 @@
+"""CSV format: encoding sniffing and incremental decoding, dialect sniffing, record reading and its limits."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+import pytest
+
+from core.csvformat import (
+    CsvFormatError,
+    DecodedText,
+    Dialect,
+    decode_cp1252,
+    read_records,
+    sniff_dialect,
+)
+
+COMMA = Dialect(delimiter=",", quote_char='"', header=True)
+
+
+def pieces(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def records(data: bytes, dialect: Dialect = COMMA, size: int = 1 << 20, **limits: int) -> list[list[str]]:
+    options = {"max_columns": 250, "max_field_chars": 65_536, **limits}
+    return list(read_records(DecodedText(pieces(data, size)), dialect, **options))
+
+
+def decoded(data: bytes, size: int) -> tuple[str, str]:
+    text = DecodedText(pieces(data, size))
+    return "".join(text), text.encoding
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding", "expected"),
+    [
+        ("name\nZoë\n".encode(), "utf-8", "name\nZoë\n"),
+        (b"\xef\xbb\xbf" + "name\nZoë\n".encode(), "utf-8-sig", "name\nZoë\n"),
+        (b"\xff\xfe" + "name\nZoë 😀\n".encode("utf-16-le"), "utf-16-le", "name\nZoë 😀\n"),
+        (b"\xfe\xff" + "name\nZoë 😀\n".encode("utf-16-be"), "utf-16-be", "name\nZoë 😀\n"),
+        ("Zoë;Müller;café\n".encode("cp1252"), "cp1252", "Zoë;Müller;café\n"),
+        ("€ „quoted“ \u2013 ok\n".encode("cp1252"), "cp1252", "€ „quoted“ \u2013 ok\n"),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 4096])
+def test_encodings_are_sniffed_and_decoded_across_chunk_boundaries(
+    data: bytes, encoding: str, expected: str, size: int
+) -> None:
+    assert decoded(data, size) == (expected, encoding)
+
+
+def test_cp1252_reads_its_five_undefined_bytes_as_latin1() -> None:
+    assert decode_cp1252(b"\x80\x81\x8d\x8f\x90\x9d\xe9") == "€\x81\x8d\x8f\x90\x9dé"
+
+
+def test_invalid_utf8_after_an_ascii_prefix_switches_to_cp1252_without_a_second_pass() -> None:
+    ascii_part = b"id,word\n" + b"".join(b"%d,plain\n" % n for n in range(250_000))
+    assert len(ascii_part) > 2 * 1024 * 1024
+    data = ascii_part + "250000,café\n250001,Müller\n".encode("cp1252")
+    chunks_read: list[int] = []
+
+    def once() -> Iterator[bytes]:
+        for chunk in pieces(data, 65_536):
+            chunks_read.append(len(chunk))
+            yield chunk
+
+    text = DecodedText(once())
+    assert text.encoding == "utf-8"  # the prefix alone looks like UTF-8
+    rows = list(read_records(text, COMMA, max_columns=250, max_field_chars=65_536))
+    assert text.encoding == "cp1252"
+    assert rows[-2:] == [["250000", "café"], ["250001", "Müller"]]
+    assert sum(chunks_read) == len(data)
+
+
+@pytest.mark.parametrize("size", [1, 5, 65_536])
+def test_late_switch_keeps_a_character_split_across_chunks(size: int) -> None:
+    data = b"a\n" * 200_000 + b"caf\xe9\n\xe9t\xe9\n"
+    text, encoding = decoded(data, size)
+    assert encoding == "cp1252"
+    assert text.endswith("a\ncafé\nété\n")
+
+
+def test_utf8_text_followed_by_another_encoding_is_refused() -> None:
+    data = "id,name\n1,Zoë\n".encode() + b"2,x\n" * 600_000 + "3,café\n".encode("cp1252")
+    with pytest.raises(CsvFormatError, match=r"not valid UTF-8 at byte 2,400,0\d\d .*mixes two encodings"):
+        records(data, size=65_536)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"\xff\xfe" + "a,b\n".encode("utf-16-le") + b"x", "not valid UTF-16"),
+        (b"\xff\xfe" + b"\x00\xd8a\x00", "not valid UTF-16"),  # an unpaired surrogate
+        (b"\xef\xbb\xbfa,b\n\xe9\n", "UTF-8 byte order mark but is not valid utf-8-sig at byte 7"),
+    ],
+)
+def test_broken_text_after_a_byte_order_mark_is_refused(data: bytes, message: str) -> None:
+    with pytest.raises(CsvFormatError, match=message):
+        records(data)
+
+
+@pytest.mark.parametrize(
+    ("sample", "delimiter"),
+    [
+        ("id,name,amount\n1,Ada,3.5\n2,Bob,4\n", ","),
+        ("id;name;amount\n1;Ada;3,5\n2;Bob;4,25\n", ";"),
+        ("id\tname\tamount\n1\tAda, Lovelace\t3.5\n2\tBob; jr\t4\n", "\t"),
+        ("id|name|amount\n1|Ada|3.5\n2|Bob|4\n", "|"),
+        ('id,note\n1,"a;b;c"\n2,"d;e;f"\n3,"g;h;i"\n', ","),
+        ("id,note\n1,a;b;c\n2,d;e;f\n", ","),
+        ("value\n1\n2\n3\n", ","),
+        ("name\nSmith, John\nDoe\nRoe\n", ","),
+        ("", ","),
+    ],
+)
+def test_delimiter_is_scored_on_consistent_field_counts(sample: str, delimiter: str) -> None:
+    assert sniff_dialect(sample, complete=True).delimiter == delimiter
+
+
+def test_single_quote_is_chosen_only_when_the_file_clearly_uses_it() -> None:
+    sample = "'a;1';'b'\n'c;2';'d'\n'e;3';'f'\n"
+    dialect = sniff_dialect(sample, complete=True)
+    assert (dialect.delimiter, dialect.quote_char) == (";", "'")
+    assert sniff_dialect("name,note\nAda,it's\nBob,isn't\n", complete=True).quote_char == '"'
+
+
+@pytest.mark.parametrize(
+    ("sample", "terminator"),
+    [("a,b\r\n1,2\r\n", "\r\n"), ("a,b\n1,2\n", "\n"), ("a,b\r1,2\r", "\r"), ('a,b\r\n1,"x\ny"\r\n', "\r\n")],
+)
+def test_line_terminator(sample: str, terminator: str) -> None:
+    assert sniff_dialect(sample, complete=True).line_terminator == terminator
+
+
+def test_an_incomplete_sample_ignores_its_cut_off_last_record() -> None:
+    sample = "a;b;c\n1;2;3\n4;5;6\n7;8,9"  # the stream goes on after "7;8,9"
+    assert sniff_dialect(sample, complete=False).delimiter == ";"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 6, 7, 1000])
+def test_quoted_fields_crlf_and_embedded_newlines_survive_any_chunking(size: int) -> None:
+    data = (
+        b'id,comment\r\n1,"Hello, world"\r\n2,"She said ""hi"""\r\n'
+        b'3,"line one\r\nline two"\r\n4,"a\rb\nc"\r\n'
+    )
+    assert records(data, size=size) == [
+        ["id", "comment"],
+        ["1", "Hello, world"],
+        ["2", 'She said "hi"'],
+        ["3", "line one\r\nline two"],
+        ["4", "a\rb\nc"],
+    ]
+
+
+@pytest.mark.parametrize("size", [1, 3, 1000])
+def test_lone_cr_line_ends_and_blank_lines(size: int) -> None:
+    assert records(b"a,b\r1,2\r\r3,4", size=size) == [["a", "b"], ["1", "2"], ["3", "4"]]
+    assert records(b"a,b\n\n\n1,2\n\n", size=size) == [["a", "b"], ["1", "2"]]
+
+
+def test_too_many_columns_names_the_limit() -> None:
+    with pytest.raises(CsvFormatError) as caught:
+        records(",".join(f"c{n}" for n in range(251)).encode() + b"\n")
+    assert caught.value.reason == "The file has 251 columns; the limit is 250."
+    with pytest.raises(CsvFormatError, match=r"^Row 3 \(line 3\) has 5 fields; the limit is 4 columns\.$"):
+        records(b"a,b\n1,2\n1,2,3,4,5\n", max_columns=4)
+
+
+@pytest.mark.parametrize("length", [70_000, 200_000])
+def test_a_long_field_names_row_and_column_and_never_leaks_csv_error(length: int) -> None:
+    limit_before = csv.field_size_limit()
+    data = b"id,name,notes\n1,a,b\n2,c," + b"x" * length + b"\n3,d,e\n"
+    with pytest.raises(CsvFormatError) as caught:
+        records(data, size=8192)
+    assert (
+        caught.value.reason
+        == "Row 3 (line 3), column 3: the field is longer than 65,536 characters, the limit."
+    )
+    assert csv.field_size_limit() == limit_before
+
+
+def test_a_long_quoted_multiline_field_is_located_too() -> None:
+    data = b'id,notes,x\n1,"' + b"y\n" * 80_000 + b'",2\n'
+    with pytest.raises(CsvFormatError, match=r"^Row 2 \(line \d+\), column 2: the field is longer"):
+        records(data)
+
+
+def test_a_line_without_end_cannot_grow_without_bound() -> None:
+    with pytest.raises(CsvFormatError, match=r"^Row 1 \(line 1\) is longer than 46 characters\.$"):
+        records(b"a" * 1_000, size=7, max_columns=2, max_field_chars=10)
+    with pytest.raises(CsvFormatError, match=r"^Row 2 \(line \d+\) is longer than 46 characters\.$"):
+        records(b'a,b\n"' + b"x\n" * 100 + b'"\n', size=3, max_columns=2, max_field_chars=10)
+
+
+@pytest.mark.parametrize("size", [1, 4, 1000])
+def test_nul_characters_are_malformed_csv(size: int) -> None:
+    with pytest.raises(CsvFormatError) as caught:
+        records(b"a,b\n1,2\n3,\x004\n", size=size)
+    assert caught.value.reason.startswith("Row 3 (line 3) contains a NUL character")
+    assert str(caught.value) == caught.value.reason
+
+
+def test_utf16_without_byte_order_mark_shows_up_as_nul_characters() -> None:
+    with pytest.raises(CsvFormatError, match="UTF-16 without a byte order mark"):
+        records("a,b\n1,2\n".encode("utf-16-le"))
+
+
+def test_a_quote_left_open_at_the_end_is_refused() -> None:
+    with pytest.raises(CsvFormatError, match=r"^Row 2 \(line 2\) has a quoted field that is not closed"):
+        records(b'a,b\n1,"2\n3,4\n')
+
+
+def test_dialect_json_uses_frictionless_names() -> None:
+    dialect = Dialect(delimiter=";", quote_char='"', header=False, line_terminator="\n")
+    assert dialect.to_json() == {
+        "delimiter": ";",
+        "quoteChar": '"',
+        "header": False,
+        "doubleQuote": True,
+        "lineTerminator": "\n",
+    }
+
+
+def test_a_known_encoding_is_used_as_given() -> None:
+    data = b"\xff\xfe" + "a;b\nZoë;1\n".encode("utf-16-le")
+    dialect = Dialect(delimiter=";", quote_char='"', header=True)
+    rows = list(
+        read_records(DecodedText([data], encoding="utf-16-le"), dialect, max_columns=9, max_field_chars=99)
+    )
+    assert rows == [["a", "b"], ["Zoë", "1"]]
