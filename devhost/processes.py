@@ -20,18 +20,26 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
-def start(command: list[str], *, env: dict[str, str] | None = None, log_file: Path | None = None,
-          cwd: Path | None = None, inherit_output: bool = False) -> subprocess.Popen[bytes]:
+def start(
+    command: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    log_file: Path | None = None,
+    cwd: Path | None = None,
+    inherit_output: bool = False,
+) -> subprocess.Popen[bytes]:
     """Start a child in its own session, so stopping it also stops its children."""
     if log_file is None:
         output = None if inherit_output else subprocess.DEVNULL
-        return subprocess.Popen(command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
     log_file.parent.mkdir(parents=True, exist_ok=True)
     # The child keeps its own copy of the descriptor; ours is closed as soon as it has started.
     with log_file.open("ab") as sink:
-        return subprocess.Popen(command, env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def stop(process: subprocess.Popen[bytes], *, grace: float = 15.0) -> int:
@@ -45,7 +53,18 @@ def stop(process: subprocess.Popen[bytes], *, grace: float = 15.0) -> int:
             process.wait()
     # Children that outlived their leader (SWA's proxies) still share its process group.
     _signal_group(process, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _group_alive(process) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return process.returncode
+
+
+def _group_alive(process: subprocess.Popen[bytes]) -> bool:
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> None:
@@ -53,8 +72,14 @@ def _signal_group(process: subprocess.Popen[bytes], signum: signal.Signals) -> N
         os.killpg(process.pid, signum)
 
 
-def wait_for_url(url: str, *, timeout: float, process: subprocess.Popen[bytes] | None = None,
-                 expect: int = 200, headers: dict[str, str] | None = None) -> None:
+def wait_for_url(
+    url: str,
+    *,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    expect: int = 200,
+    headers: dict[str, str] | None = None,
+) -> None:
     """Poll `url` until it answers with status `expect`; fail early if `process` exits."""
     deadline = time.monotonic() + timeout
     last = "no answer"

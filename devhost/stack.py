@@ -24,13 +24,18 @@ from devhost.swa import SwaEmulator
 
 log = logging.getLogger("devhost.stack")
 DATA_DIR = REPO_ROOT / ".localdata"
-SITE_ORIGINS = ["http://127.0.0.1:4280", "http://localhost:4280"]
 
 
-def allow_browser_uploads(connection_string: str) -> None:
+def allow_browser_uploads(connection_string: str, site_port: int) -> None:
     """Let the web UI PUT blocks straight to Azurite's blob endpoint (CORS), as in Azure."""
-    rule = CorsRule(SITE_ORIGINS, ["GET", "HEAD", "PUT", "OPTIONS"], allowed_headers=["*"],
-                    exposed_headers=["*"], max_age_in_seconds=3600)
+    origins = [f"http://127.0.0.1:{site_port}", f"http://localhost:{site_port}"]
+    rule = CorsRule(
+        origins,
+        ["GET", "HEAD", "PUT", "OPTIONS"],
+        allowed_headers=["*"],
+        exposed_headers=["*"],
+        max_age_in_seconds=3600,
+    )
     BlobServiceClient.from_connection_string(connection_string).set_service_properties(cors=[rule])
 
 
@@ -47,10 +52,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devhost.stack", description=__doc__)
     parser.add_argument("--swa-port", type=int, default=4280)
     parser.add_argument("--api-port", type=int, default=7071)
+    parser.add_argument(
+        "--storage-ports", default="10000,10001,10002", help="Azurite's blob,queue,table ports"
+    )
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR, help="where Azurite keeps its data")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("azure").setLevel(logging.WARNING)  # the SDKs log every request at INFO
+    blob_port, queue_port, table_port = (int(port) for port in args.storage_ports.split(","))
 
-    busy = [port for port in (10000, 10001, 10002, args.api_port, args.swa_port) if port_in_use(port)]
+    busy = [
+        port
+        for port in (blob_port, queue_port, table_port, args.api_port, args.swa_port)
+        if port_in_use(port)
+    ]
     if busy:
         log.error("Ports already in use: %s. Stop whatever holds them (an earlier `make run`?).", busy)
         return 1
@@ -63,20 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    azurite = Azurite(location=DATA_DIR / "azurite", blob_port=10000, queue_port=10001, table_port=10002)
+    azurite = Azurite(
+        location=args.data_dir / "azurite", blob_port=blob_port, queue_port=queue_port, table_port=table_port
+    )
     children: list[subprocess.Popen[bytes]] = []
     swa: SwaEmulator | None = None
     try:
         azurite.start()
-        log.info("Azurite listening on 127.0.0.1:10000-10002 (data in %s)", azurite.location)
-        allow_browser_uploads(azurite.connection_string)
+        log.info("Azurite listening on 127.0.0.1:%s (data in %s)", args.storage_ports, azurite.location)
+        allow_browser_uploads(azurite.connection_string, args.swa_port)
         env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string}
         command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(args.api_port)]
         devhost = start(command, env=env, cwd=REPO_ROOT, inherit_output=True)
         children.append(devhost)
         api_url = f"http://127.0.0.1:{args.api_port}"
         wait_for_url(api_url + "/api/health", timeout=60, process=devhost)
-        swa = SwaEmulator(api_url=api_url, port=args.swa_port, log_file=DATA_DIR / "swa.log").start()
+        swa = SwaEmulator(api_url=api_url, port=args.swa_port, log_file=args.data_dir / "swa.log").start()
         wait_for_url(swa.url + "/api/health", timeout=60, process=swa.process)
         log.info("Loadbay is running at %s (Ctrl-C stops it)", swa.url)
         while not stopping.wait(1.0):
