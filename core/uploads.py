@@ -58,7 +58,7 @@ class Upload:
             created_at=entity["createdAt"],
             updated_at=entity["updatedAt"],
             error=entity.get("error"),
-            etag=entity.metadata["etag"],
+            etag=entity.metadata["etag"] or "",
         )
 
 
