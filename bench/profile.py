@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.profiling import profile_stream  # noqa: E402
+from core.profiling import profile_stream
 
 CHUNK = 4 * 1024 * 1024
 
@@ -26,7 +26,9 @@ def generate(rows: int, seed: int = 7) -> bytes:
     rng = random.Random(seed)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["id", "name", "email", "amount", "quantity", "created", "active", "code", "city", "note"])
+    writer.writerow(
+        ["id", "name", "email", "amount", "quantity", "created", "active", "code", "city", "note"]
+    )
     cities = ["Zürich", "Lyon", "Porto", "Kraków", "Oslo"]
     for row in range(1, rows + 1):
         writer.writerow([

@@ -58,9 +58,19 @@ async def serve(host: Host, args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await host.start(host=args.host, port=args.port, grace_seconds=args.grace_period)
+    start = host.start(host=args.host, port=args.port, grace_seconds=args.grace_period)
+    starting = asyncio.create_task(start)
+    stopped = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():
+        # A signal during start-up (e.g. storage unreachable and retrying): abandon the start cleanly.
+        starting.cancel()
+        await asyncio.gather(starting, return_exceptions=True)
+        logger.info("Stopped before start-up finished")
+        return
+    starting.result()
     print(f"Listening on {host.base_url}", flush=True)
-    await stop.wait()
+    await stopped
     logger.info("Stopping (grace period %.0f s)", args.grace_period)
     await host.stop()
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
 
-from devhost.config import ConfigError, resolve_setting_expressions
+from devhost.config import ConfigError, Unsupported, resolve_setting_expressions
 from devhost.loader import Binding
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class BoundBinding(ABC):
 
     def __init__(self, binding: Binding, runtime: Runtime) -> None:
         if binding.direction not in self.directions:
-            raise ConfigError(
+            raise Unsupported(
                 f"{binding.type} bindings with direction {binding.direction!r} are not supported"
             )
         self.binding = binding

@@ -34,6 +34,10 @@ class ConfigError(ValueError):
     """The app's configuration (host.json, local settings, bindings) cannot be used."""
 
 
+class Unsupported(ConfigError):
+    """A function uses a trigger, binding or option devhost does not serve (Azure would)."""
+
+
 def parse_timespan(text: str, *, what: str) -> float:
     """Parse a .NET TimeSpan string such as "00:00:30" or "1.02:00:00" into seconds."""
     match = _TIMESPAN.match(text.strip())

@@ -19,6 +19,7 @@ from devhost.config import (
     DevhostSettings,
     HostConfig,
     LocalSettings,
+    Unsupported,
 )
 from devhost.http import HttpServer, HttpTriggerKind
 from devhost.invoker import Invoker, RuntimeFunction
@@ -179,7 +180,7 @@ class Host:
         for spec in self.app.functions:
             try:
                 kind, function = self._wire(spec, runtime, by_trigger)
-            except _Unsupported as unsupported:
+            except Unsupported as unsupported:
                 self.skipped.append(SkippedFunction(spec.name, str(unsupported), unsupported=True))
                 continue
             except ConfigError as error:
@@ -201,14 +202,14 @@ class Host:
     ) -> tuple[TriggerKind, RuntimeFunction]:
         kind = by_trigger.get(spec.trigger.type)
         if kind is None:
-            raise _Unsupported(_why_unsupported(spec.trigger.type, trigger=True))
+            raise Unsupported(_why_unsupported(spec.trigger.type, trigger=True))
         outputs: list[BoundBinding] = []
         for binding in spec.bindings:
             if binding.type in kind.served_bindings:
                 continue
             provider = BINDING_PROVIDERS.get(binding.type)
             if provider is None:
-                raise _Unsupported(_why_unsupported(binding.type, trigger=False))
+                raise Unsupported(_why_unsupported(binding.type, trigger=False))
             outputs.append(provider(binding, runtime))
         missing = missing_parameters(spec)
         if missing:
@@ -300,10 +301,6 @@ class Host:
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.close()
-
-
-class _Unsupported(Exception):
-    """A function uses a trigger or binding devhost does not serve."""
 
 
 def _why_unsupported(binding_type: str, *, trigger: bool) -> str:

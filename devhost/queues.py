@@ -128,16 +128,16 @@ class QueueListener:
 
     async def _process(self, message: StoredMessage) -> None:
         lease = Lease(message.id, message.pop_receipt or "")
-        renewed = asyncio.Event()
-        renewal = asyncio.create_task(self._renew(lease, renewed))
+        settled = asyncio.Event()
+        renewal = asyncio.create_task(self._renew(lease, settled))
         try:
             succeeded = await self._invoke(message)
         except asyncio.CancelledError:
-            await self._end_renewal(renewal, renewed)
+            await self._end_renewal(renewal, settled)
             # Shutdown abandoned this invocation: make the message visible again rather than losing a lease.
             await asyncio.shield(self._set_visibility(lease, 0))
             raise
-        await self._end_renewal(renewal, renewed)
+        await self._end_renewal(renewal, settled)
         if succeeded is None:
             logger.error(
                 "Message '%s' on queue '%s' is not valid base64 (host.json messageEncoding is base64): "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Mapping
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables.aio import TableServiceClient
@@ -14,6 +15,15 @@ from azure.storage.queue.aio import QueueClient, QueueServiceClient
 from devhost.config import ConfigError
 
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
+# The storage SDKs back off 15 s, then 18 s, ... by default: a missing Azurite would stall start-up for
+# over a minute. Listeners retry on their own schedule, so short SDK retries are enough.
+_STORAGE_RETRY: dict[str, Any] = {
+    "retry_total": 3,
+    "initial_backoff": 1,
+    "increment_base": 2,
+    "random_jitter_range": 1,
+}
+_TABLE_RETRY: dict[str, Any] = {"retry_total": 3, "retry_backoff_factor": 0.5}
 # What `UseDevelopmentStorage=true` means to the .NET SDKs: Azurite on its default ports.
 _DEVELOPMENT_STORAGE = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
@@ -55,21 +65,21 @@ class StorageAccounts:
         """Return the queue service client for a connection setting."""
         key = self.connection_string(setting)
         if key not in self._queue_services:
-            self._queue_services[key] = QueueServiceClient.from_connection_string(key)
+            self._queue_services[key] = QueueServiceClient.from_connection_string(key, **_STORAGE_RETRY)
         return self._queue_services[key]
 
     def blob_service(self, setting: str | None) -> BlobServiceClient:
         """Return the blob service client for a connection setting."""
         key = self.connection_string(setting)
         if key not in self._blob_services:
-            self._blob_services[key] = BlobServiceClient.from_connection_string(key)
+            self._blob_services[key] = BlobServiceClient.from_connection_string(key, **_STORAGE_RETRY)
         return self._blob_services[key]
 
     def table_service(self, setting: str | None) -> TableServiceClient:
         """Return the table service client for a connection setting."""
         key = self.connection_string(setting)
         if key not in self._table_services:
-            self._table_services[key] = TableServiceClient.from_connection_string(key)
+            self._table_services[key] = TableServiceClient.from_connection_string(key, **_TABLE_RETRY)
         return self._table_services[key]
 
     def queue(self, setting: str | None, name: str) -> QueueClient:
