@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devhost.processes import start, stop
+from devhost.processes import node_tool, start, stop
 
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's well-known development key; it is public and only valid against the emulator.
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -35,17 +33,6 @@ def connection_string(blob_port: int, queue_port: int, table_port: int) -> str:
     )
 
 
-def azurite_executable() -> str:
-    """Find the pinned Azurite from node_modules (installed by `npm ci`)."""
-    local = REPO_ROOT / "node_modules" / ".bin" / "azurite"
-    if local.exists():
-        return str(local)
-    found = shutil.which("azurite")
-    if found is None:
-        raise FileNotFoundError("Azurite is not installed: run `npm ci --ignore-scripts` (make does it)")
-    return found
-
-
 @dataclass
 class Azurite:
     """One Azurite process on free (or given) ports; in memory unless `location` is set."""
@@ -62,7 +49,7 @@ class Azurite:
 
     def command(self) -> list[str]:
         args = [
-            azurite_executable(),
+            node_tool("azurite"),
             "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
             "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
             "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,19 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def node_tool(name: str) -> str:
+    """Find a pinned npm tool (azurite, swa) in node_modules, installed by `npm ci --ignore-scripts`."""
+    local = REPO_ROOT / "node_modules" / ".bin" / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} is not installed: run `npm ci --ignore-scripts` (make does it)")
+    return found
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -18,8 +18,8 @@ from types import FrameType
 
 from azure.storage.blob import BlobServiceClient, CorsRule
 
-from devhost.azurite import REPO_ROOT, Azurite
-from devhost.processes import port_in_use, start, stop, wait_for_url
+from devhost.azurite import Azurite
+from devhost.processes import REPO_ROOT, port_in_use, start, stop, wait_for_url
 from devhost.swa import SwaEmulator
 
 log = logging.getLogger("devhost.stack")

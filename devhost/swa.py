@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from devhost.azurite import REPO_ROOT, free_port
-from devhost.processes import start, stop, wait_for_url
-
-
-def swa_executable() -> str:
-    """Find the pinned SWA CLI from node_modules (installed by `npm ci`)."""
-    local = REPO_ROOT / "node_modules" / ".bin" / "swa"
-    if local.exists():
-        return str(local)
-    found = shutil.which("swa")
-    if found is None:
-        raise FileNotFoundError("The SWA CLI is not installed: run `npm ci --ignore-scripts` (make does it)")
-    return found
+from devhost.azurite import free_port
+from devhost.processes import REPO_ROOT, node_tool, start, stop, wait_for_url
 
 
 @dataclass
@@ -43,7 +31,7 @@ class SwaEmulator:
         # Never --api-location: it makes the CLI try to download Core Tools. Without
         # --swa-config-location the route rules are silently ignored.
         return [
-            swa_executable(), "start", str(self.site),
+            node_tool("swa"), "start", str(self.site),
             "--swa-config-location", str(self.site),
             "--api-devserver-url", self.api_url,
             "--host", "127.0.0.1", "--port", str(self.port),

@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from devhost.azurite import REPO_ROOT, Azurite, free_port
+from devhost.azurite import Azurite, free_port
+from devhost.processes import REPO_ROOT
 from tests.devhost.support import APPS, Queues
 
 APP = APPS / "shutdown_app"

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import requests
 
-from devhost.azurite import REPO_ROOT, Azurite, free_port
-from devhost.processes import start, stop, wait_for_url
+from devhost.azurite import Azurite, free_port
+from devhost.processes import REPO_ROOT, start, stop, wait_for_url
 
 OUTPUT_DIR = REPO_ROOT / "test-output"
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 
-from devhost.azurite import REPO_ROOT, free_port
-from devhost.processes import port_in_use, wait_for_url
+from devhost.azurite import free_port
+from devhost.processes import REPO_ROOT, port_in_use, wait_for_url
 
 
 def descendants(pid: int) -> set[int]:

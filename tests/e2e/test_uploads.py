@@ -13,8 +13,8 @@ import requests
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient
 
-from devhost.azurite import REPO_ROOT, Azurite
-from devhost.processes import stop
+from devhost.azurite import Azurite
+from devhost.processes import REPO_ROOT, stop
 from tests.e2e.conftest import Devhost, principal_header, start_devhost
 
 ROWS = [
