@@ -8,7 +8,7 @@ NPM_STAMP := node_modules/.installed
 
 .PHONY: install run test lint typecheck check bench clean chromium
 
-install: $(PIP_STAMP) $(NPM_STAMP) local.settings.json
+install: $(PIP_STAMP) $(NPM_STAMP)
 
 $(PIP_STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,9 +19,6 @@ $(PIP_STAMP): requirements.txt requirements-dev.txt
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
-
-local.settings.json:
-	cp local.settings.sample.json $@
 
 # Debian's Chromium for the browser tests (never a downloaded browser build).
 chromium:

@@ -6,8 +6,10 @@ import azure.functions as func
 import http_api
 import orchestrations
 import queue_workers
+from core.runtime import check_settings
 from core.telemetry import configure_telemetry
 
+check_settings()
 configure_telemetry()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)

@@ -73,8 +73,8 @@ def _decode(value: str) -> dict[str, Any]:
     try:
         padded = value.strip() + "=" * (-len(value.strip()) % 4)
         payload = json.loads(base64.b64decode(padded, validate=True))
-    except (binascii.Error, ValueError) as error:
-        raise Unauthorized(f"The client principal header is not base64-encoded JSON ({error}).") from error
+    except (binascii.Error, ValueError, RecursionError) as error:
+        raise Unauthorized("The client principal header is not base64-encoded JSON.") from error
     if not isinstance(payload, dict):
         raise Unauthorized("The client principal header is not a JSON object.")
     return payload

@@ -21,6 +21,11 @@ class Runtime:
     storage: Storage
 
 
+def check_settings() -> Settings:
+    """Validate the settings when the app loads, so a bad key stops start-up with a clear message."""
+    return Settings.from_env(os.environ)
+
+
 @functools.cache
 def runtime() -> Runtime:
     """Read settings from the environment, connect storage and create missing resources, once."""

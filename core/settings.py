@@ -48,7 +48,6 @@ class Settings:
     upload_url_minutes: int = 15
     max_columns: int = 250
     max_dequeue_count: int = 5
-    appinsights_connection_string: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, host_json: Path | None = None) -> Settings:
@@ -72,7 +71,6 @@ class Settings:
         return cls(
             storage=storage,
             max_dequeue_count=max_dequeue,
-            appinsights_connection_string=environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
             **numbers,
         )
 

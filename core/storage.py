@@ -13,7 +13,12 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
-from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64EncodePolicy
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
 
 from core.settings import StorageConfig
 
@@ -62,17 +67,26 @@ class Storage:
         )
 
     def queue(self, name: str) -> QueueClient:
-        """Return a client for `name` that encodes messages in base64, as queue triggers expect."""
+        """Return a client for `name` that speaks base64, as queue triggers expect."""
         with self._lock:
             if name not in self._queue_clients:
                 self._queue_clients[name] = self.queues.get_queue_client(
-                    name, message_encode_policy=TextBase64EncodePolicy()
+                    name,
+                    message_encode_policy=TextBase64EncodePolicy(),
+                    message_decode_policy=TextBase64DecodePolicy(),
                 )
             return self._queue_clients[name]
 
     def send(self, queue_name: str, message: dict[str, Any]) -> None:
         """Send a JSON command (ids only, never file contents) to a queue."""
         self.queue(queue_name).send_message(json.dumps(message, separators=(",", ":")))
+
+    def send_to_poison(self, queue_name: str, text: str) -> None:
+        """Park a message that no retry can fix where admins look: `<queue>-poison`."""
+        poison = self.queue(f"{queue_name}-poison")
+        with contextlib.suppress(ResourceExistsError):
+            poison.create_queue()
+        poison.send_message(text)
 
     def ensure_resources(self) -> None:
         """Create every table, container and queue Loadbay uses, if missing (idempotent)."""
@@ -85,8 +99,10 @@ class Storage:
             with contextlib.suppress(ResourceExistsError):
                 self.queues.create_queue(queue)
 
-    def blob_sas_url(self, container: str, blob: str, permission: BlobSasPermissions, minutes: int) -> str:
-        """Sign a URL for one blob: account-key SAS locally, user-delegation SAS with an identity."""
+    def blob_sas_url(
+        self, container: str, blob: str, permission: BlobSasPermissions, minutes: int
+    ) -> tuple[str, datetime]:
+        """Sign a URL for one blob (account-key SAS locally, user-delegation SAS with an identity)."""
         now = datetime.now(UTC)
         # Start a little in the past: the client's and the service's clocks never agree exactly.
         start, expiry = now - timedelta(minutes=5), now + timedelta(minutes=minutes)
@@ -114,7 +130,7 @@ class Storage:
                 expiry=expiry,
                 protocol="https",
             )
-        return f"{client.url}?{token}"
+        return f"{client.url}?{token}", expiry
 
     def _user_delegation_key(self, now: datetime) -> UserDelegationKey:
         # A delegation key is valid for up to 7 days; keep one for a day and renew well before it ends.

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 from azure.storage.blob import BlobSasPermissions
 
 from core.auth import Principal
-from core.errors import Conflict, Invalid, LimitExceeded, NotFound
+from core.errors import Conflict, Invalid, LimitExceeded, NotFound, RetryLater
 from core.ids import is_id, new_id
 from core.profiling import ProfileFailed, profile_stream
 from core.settings import Settings
@@ -31,6 +32,11 @@ FINISHED = frozenset({PROFILED, FAILED})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_FILE_NAME = 255
 _MAX_ERROR_CHARS = 2_000
+# Table Storage strings hold at most 64 KiB of UTF-16, so a longer cell could never be imported.
+MAX_FIELD_CHARS = 32_768
+RESEND_AFTER = timedelta(minutes=2)
+# functionTimeout (10 min) x maxDequeueCount (5), plus the retry delays: after this, nobody is working on it.
+PROFILING_DEADLINE = timedelta(minutes=60)
 
 
 @dataclass(frozen=True)
@@ -105,10 +111,9 @@ def create_upload(
     name = clean_file_name(file_name)
     declared = check_size(size, max_bytes=settings.upload_max_bytes)
     upload_id = new_id()
-    url = storage.blob_sas_url(
+    url, expires_at = storage.blob_sas_url(
         UPLOADS_CONTAINER, upload_id, BlobSasPermissions(create=True, write=True), settings.upload_url_minutes
     )
-    expires_at = _now() + timedelta(minutes=settings.upload_url_minutes)
     _uploads(storage).create_entity(_new_entity(upload_id, owner, name, PENDING, declared))
     return {
         "id": upload_id,
@@ -131,9 +136,11 @@ def store_upload(
             "inline, or ask for an upload URL with {fileName, size} for bigger files."
         )
     upload_id = new_id()
-    storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).upload_blob(body, overwrite=True)
-    _uploads(storage).create_entity(_new_entity(upload_id, owner, name, UPLOADED, len(body)))
-    storage.send(PROFILE_QUEUE, _message(upload_id))
+    stored = storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).upload_blob(body, overwrite=True)
+    entity = _new_entity(upload_id, owner, name, UPLOADED, len(body))
+    entity["blobEtag"] = stored["etag"]
+    _uploads(storage).create_entity(entity)
+    _send_profile_request(storage, upload_id)
     return {
         "id": upload_id,
         "status": UPLOADED,
@@ -147,28 +154,39 @@ def store_upload(
 def commit_upload(*, storage: Storage, settings: Settings, principal: Principal, upload_id: str) -> Upload:
     """Check the file arrived, mark the upload `uploaded` and queue its profiling (safe to repeat)."""
     upload = get_upload(storage=storage, principal=principal, upload_id=upload_id)
-    if upload.status in FINISHED or upload.status == PROFILING:
+    if upload.status == FAILED:
+        raise Conflict(f"This upload failed ({upload.error}); start a new upload.")
+    if upload.status in (PROFILING, PROFILED):
         return upload
     if upload.status == PENDING:
+        blob = storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id)
         try:
-            size = storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).get_blob_properties().size
+            properties = blob.get_blob_properties()
         except ResourceNotFoundError as error:
             raise Conflict("No file has been uploaded yet: PUT it to uploadUrl, then commit.") from error
-        if size > settings.upload_max_bytes:
-            storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).delete_blob()
-            _update(
-                storage, upload, status=FAILED, size=size, error="The file is larger than the upload limit."
+        if properties.size > settings.upload_max_bytes:
+            with contextlib.suppress(ResourceNotFoundError):
+                blob.delete_blob()
+            _try_update(
+                storage,
+                upload,
+                status=FAILED,
+                size=properties.size,
+                error="The file is larger than the upload limit.",
             )
             raise LimitExceeded(
-                f"The file is {size:,} bytes; the limit is {settings.upload_max_bytes:,} bytes."
+                f"The file is {properties.size:,} bytes; the limit is {settings.upload_max_bytes:,} bytes."
             )
-        try:
-            upload = _update(storage, upload, status=UPLOADED, size=size)
-        except ResourceModifiedError:
-            # A concurrent commit won the race; its message is on its way.
+        # The blob's ETag pins what was committed: the upload URL stays valid for a while, and a
+        # later overwrite must not change what gets profiled or imported.
+        committed = _try_update(
+            storage, upload, status=UPLOADED, size=properties.size, blobEtag=properties.etag
+        )
+        if committed is None:  # a concurrent commit won; its command is on its way
             return get_upload(storage=storage, principal=principal, upload_id=upload_id)
-    # Status `uploaded`: (re)send the command; a crash after the status change above lands here on retry.
-    storage.send(PROFILE_QUEUE, _message(upload_id))
+        upload = committed
+    # Status `uploaded`: (re)send the command; a repeat after a lost send lands here too.
+    _send_profile_request(storage, upload_id)
     return upload
 
 
@@ -194,12 +212,16 @@ def describe_upload(*, storage: Storage, upload: Upload) -> dict[str, Any]:
         view["error"] = upload.error
     if upload.status == PROFILED:
         blob = storage.blobs.get_blob_client(PROFILES_CONTAINER, f"{upload.id}.json")
-        view.update(json.loads(blob.download_blob().readall()))
+        try:
+            view.update(json.loads(blob.download_blob().readall()))
+        except ResourceNotFoundError as error:
+            log.error("Upload %s is profiled but its profile blob is missing", upload.id)
+            raise RetryLater("The profile of this upload cannot be read right now.") from error
     return view
 
 
 def profile_upload(*, storage: Storage, settings: Settings, upload_id: str) -> str:
-    """Profile an uploaded file (the worker's job); return the upload's final status. Idempotent."""
+    """Profile an uploaded file (the worker's job); return the upload's status afterwards. Idempotent."""
     entity = _load(storage, upload_id)
     if entity is None:
         log.warning("Profile request for unknown upload %s dropped", upload_id)
@@ -207,58 +229,101 @@ def profile_upload(*, storage: Storage, settings: Settings, upload_id: str) -> s
     upload = Upload.from_entity(entity)
     if upload.status in FINISHED or upload.status == PENDING:
         return upload.status
-    if upload.status != PROFILING:
-        upload = _update(storage, upload, status=PROFILING)
+    if upload.status == UPLOADED:
+        claimed = _try_update(storage, upload, status=PROFILING)
+        if claimed is None:  # a duplicate delivery got there first
+            return _status(storage, upload_id)
+        upload = claimed
     try:
-        profile = profile_stream(_blob_chunks(storage, upload_id), max_columns=settings.max_columns)
-    except ProfileFailed as failure:
-        _update(storage, upload, status=FAILED, error=str(failure))
-        return FAILED
-    except ResourceNotFoundError:
-        _update(
-            storage, upload, status=FAILED, error="The uploaded file is no longer there; upload it again."
+        profile = profile_stream(
+            _blob_chunks(storage, upload_id, entity.get("blobEtag")),
+            max_columns=settings.max_columns,
+            max_field_chars=MAX_FIELD_CHARS,
         )
-        return FAILED
+    except ProfileFailed as failure:
+        return _finish(storage, upload, status=FAILED, error=str(failure))
+    except ResourceNotFoundError:
+        return _finish(storage, upload, status=FAILED, error="The uploaded file is gone; upload it again.")
+    except ResourceModifiedError:
+        return _finish(
+            storage,
+            upload,
+            status=FAILED,
+            error="The file was changed after it was committed; upload it again.",
+        )
     profile_json = json.dumps(profile.to_json(), separators=(",", ":"), ensure_ascii=False)
     storage.blobs.get_blob_client(PROFILES_CONTAINER, f"{upload_id}.json").upload_blob(
         profile_json.encode("utf-8"), overwrite=True
     )
-    _update(storage, upload, status=PROFILED, rowCount=profile.row_count, encoding=profile.encoding)
-    return PROFILED
+    return _finish(storage, upload, status=PROFILED, rowCount=profile.row_count, encoding=profile.encoding)
+
+
+def is_last_attempt(dequeue_count: int | None, settings: Settings) -> bool:
+    """Tell whether the host will poison this message if this attempt fails."""
+    return (dequeue_count or 1) >= settings.max_dequeue_count
 
 
 def record_attempt_failure(*, storage: Storage, upload_id: str, error: BaseException, final: bool) -> None:
     """Note a failed profiling attempt; on the last allowed attempt, mark the upload failed."""
-    entity = _load(storage, upload_id)
-    if entity is None or entity["status"] in FINISHED:
-        return
-    reason = f"{type(error).__name__}: {error}"[:_MAX_ERROR_CHARS]
-    changes: dict[str, Any] = {"lastError": reason, "attempts": int(entity.get("attempts", 0)) + 1}
-    if final:
-        changes.update(
-            status=FAILED,
-            error=f"Profiling failed after {changes['attempts']} attempts; last error: {reason}",
-        )
-    _uploads(storage).update_entity(
-        {"PartitionKey": upload_id, "RowKey": ROW_KEY, "updatedAt": _now(), **changes}, mode=UpdateMode.MERGE
-    )
+    for _ in range(5):  # re-read and retry when another writer changed the upload meanwhile
+        entity = _load(storage, upload_id)
+        if entity is None or entity["status"] in FINISHED:
+            return
+        attempts = int(entity.get("attempts", 0)) + 1
+        changes: dict[str, Any] = {"attempts": attempts, "lastError": f"{type(error).__name__}: {error}"}
+        if final:
+            # Users see a plain reason; the exception (which may hold URLs) stays in logs and lastError.
+            changes.update(
+                status=FAILED,
+                error=f"Profiling failed after {attempts} attempts because of an "
+                "internal error; the operators can look it up by the upload id.",
+            )
+        if _try_update(storage, Upload.from_entity(entity), **changes) is not None:
+            return
+
+
+def sweep_uploads(*, storage: Storage, now: datetime | None = None) -> dict[str, int]:
+    """Re-send lost profile commands and fail uploads whose profiling never finished."""
+    now = now or _now()
+    table = _uploads(storage)
+    counts = {"resent": 0, "expired": 0}
+    for entity in table.query_entities(
+        "status eq @status and updatedAt lt @before",
+        parameters={"status": UPLOADED, "before": now - RESEND_AFTER},
+    ):
+        touched = _try_update(storage, Upload.from_entity(entity), status=UPLOADED)
+        if touched is not None:
+            _send_profile_request(storage, touched.id)
+            counts["resent"] += 1
+    for entity in table.query_entities(
+        "status eq @status and updatedAt lt @before",
+        parameters={"status": PROFILING, "before": now - PROFILING_DEADLINE},
+    ):
+        error = "Profiling did not finish in time; upload the file again."
+        if _try_update(storage, Upload.from_entity(entity), status=FAILED, error=error) is not None:
+            counts["expired"] += 1
+    return counts
 
 
 def parse_message(body: bytes) -> tuple[str, str | None]:
     """Read `{id, traceparent}` from a queue message; raise Invalid for anything else."""
     try:
         message = json.loads(body)
-    except ValueError as error:
-        raise Invalid(f"Queue message is not JSON: {error}") from error
+    except (ValueError, RecursionError) as error:
+        raise Invalid("Queue message is not JSON.") from error
     if not isinstance(message, dict) or not isinstance(message.get("id"), str) or not is_id(message["id"]):
         raise Invalid("Queue message has no valid id.")
     traceparent = message.get("traceparent")
     return message["id"], traceparent if isinstance(traceparent, str) else None
 
 
-def _message(upload_id: str) -> dict[str, Any]:
-    """A command names the upload and carries the trace it belongs to (claim check: no contents)."""
-    return {"id": upload_id, "traceparent": current_traceparent()}
+def _send_profile_request(storage: Storage, upload_id: str) -> None:
+    """Queue the command; if the send fails, the sweeper re-sends it (the upload stays `uploaded`)."""
+    message = {"id": upload_id, "traceparent": current_traceparent()}  # ids only: a claim check
+    try:
+        storage.send(PROFILE_QUEUE, message)
+    except AzureError:
+        log.exception("Could not queue profiling of upload %s; the sweeper will re-send it", upload_id)
 
 
 def _uploads(storage: Storage) -> TableClient:
@@ -272,6 +337,11 @@ def _load(storage: Storage, upload_id: str) -> TableEntity | None:
         return _uploads(storage).get_entity(upload_id, ROW_KEY)
     except ResourceNotFoundError:
         return None
+
+
+def _status(storage: Storage, upload_id: str) -> str:
+    entity = _load(storage, upload_id)
+    return "missing" if entity is None else str(entity["status"])
 
 
 def _new_entity(upload_id: str, owner: Principal, file_name: str, status: str, size: int) -> dict[str, Any]:
@@ -288,23 +358,41 @@ def _new_entity(upload_id: str, owner: Principal, file_name: str, status: str, s
     }
 
 
-def _update(storage: Storage, upload: Upload, **changes: Any) -> Upload:
-    """Merge `changes` only if nobody changed the upload since we read it (ETag condition)."""
-    if changes.get("error"):
-        changes["error"] = str(changes["error"])[:_MAX_ERROR_CHARS]
-    table = _uploads(storage)
-    table.update_entity(
-        {"PartitionKey": upload.id, "RowKey": ROW_KEY, "updatedAt": _now(), **changes},
-        mode=UpdateMode.MERGE,
-        etag=upload.etag,
-        match_condition=MatchConditions.IfNotModified,
+def _try_update(storage: Storage, upload: Upload, **changes: Any) -> Upload | None:
+    """Merge `changes` if nobody changed the upload since it was read (ETag); None if somebody did."""
+    for key in ("error", "lastError"):
+        if changes.get(key):
+            changes[key] = str(changes[key])[:_MAX_ERROR_CHARS]
+    now = _now()
+    try:
+        result = _uploads(storage).update_entity(
+            {"PartitionKey": upload.id, "RowKey": ROW_KEY, "updatedAt": now, **changes},
+            mode=UpdateMode.MERGE,
+            etag=upload.etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
+    except ResourceModifiedError:
+        return None
+    return replace(
+        upload,
+        status=changes.get("status", upload.status),
+        size=changes.get("size", upload.size),
+        error=changes.get("error", upload.error),
+        updated_at=now,
+        etag=result["etag"],
     )
-    return Upload.from_entity(table.get_entity(upload.id, ROW_KEY))
 
 
-def _blob_chunks(storage: Storage, upload_id: str) -> Iterator[bytes]:
-    downloader = storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).download_blob(max_concurrency=1)
-    yield from downloader.chunks()
+def _finish(storage: Storage, upload: Upload, **changes: Any) -> str:
+    """Record the outcome; if another delivery finished first, keep what it recorded."""
+    finished = _try_update(storage, upload, **changes)
+    return finished.status if finished is not None else _status(storage, upload.id)
+
+
+def _blob_chunks(storage: Storage, upload_id: str, etag: str | None) -> Iterator[bytes]:
+    blob = storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id)
+    condition = MatchConditions.IfNotModified if etag else None
+    yield from blob.download_blob(max_concurrency=1, etag=etag, match_condition=condition).chunks()
 
 
 def _iso(moment: datetime) -> str:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devhost.processes import node_tool, start, stop
+from devhost.processes import node_tool, port_in_use, start, stop
 
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's well-known development key; it is public and only valid against the emulator.
@@ -41,6 +41,7 @@ class Azurite:
     blob_port: int = field(default_factory=free_port)
     queue_port: int = field(default_factory=free_port)
     table_port: int = field(default_factory=free_port)
+    log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,10 +65,10 @@ class Azurite:
 
     def start(self, timeout: float = 30.0) -> Azurite:
         """Start Azurite and wait until all three services accept connections."""
-        self.process = start(self.command())
+        self.process = start(self.command(), log_file=self.log_file)
         deadline = time.monotonic() + timeout
         for port in (self.blob_port, self.queue_port, self.table_port):
-            while not _accepts(port):
+            while not port_in_use(port):
                 if self.process.poll() is not None:
                     raise RuntimeError(f"Azurite exited with code {self.process.returncode}")
                 if time.monotonic() > deadline:
@@ -86,9 +87,3 @@ class Azurite:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0

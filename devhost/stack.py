@@ -12,10 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 from types import FrameType
 
+from azure.core.exceptions import AzureError
 from azure.storage.blob import BlobServiceClient, CorsRule
 
 from devhost.azurite import Azurite
@@ -70,16 +71,22 @@ def main(argv: list[str] | None = None) -> int:
         log.error("Ports already in use: %s. Stop whatever holds them (an earlier `make run`?).", busy)
         return 1
     ensure_local_settings(REPO_ROOT)
-    stopping = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
+        # Ignore further signals so a second Ctrl-C cannot cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
     azurite = Azurite(
-        location=args.data_dir / "azurite", blob_port=blob_port, queue_port=queue_port, table_port=table_port
+        location=args.data_dir / "azurite",
+        blob_port=blob_port,
+        queue_port=queue_port,
+        table_port=table_port,
+        log_file=args.data_dir / "azurite.log",
     )
     children: list[subprocess.Popen[bytes]] = []
     swa: SwaEmulator | None = None
@@ -96,13 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         swa = SwaEmulator(api_url=api_url, port=args.swa_port, log_file=args.data_dir / "swa.log").start()
         wait_for_url(swa.url + "/api/health", timeout=60, process=swa.process)
         log.info("Loadbay is running at %s (Ctrl-C stops it)", swa.url)
-        while not stopping.wait(1.0):
-            for child in [devhost, swa.process]:
+        while True:
+            time.sleep(1.0)
+            for child in [azurite.process, devhost, swa.process]:
                 if child is not None and child.poll() is not None:
                     log.error("A part of the stack exited (code %s); stopping the rest", child.returncode)
                     return 1
+    except KeyboardInterrupt:
         return 0
-    except (TimeoutError, RuntimeError, FileNotFoundError) as error:
+    except (TimeoutError, RuntimeError, FileNotFoundError, AzureError) as error:
         log.error("Could not start Loadbay: %s", error)
         return 1
     finally:

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from core.auth import PRINCIPAL_HEADER, Principal, principal_from_header
-from core.errors import BadRequest, Forbidden, LoadbayError
+from core.errors import BadRequest, Forbidden, LoadbayError, RetryLater
 from core.settings import SettingsError
 from core.telemetry import function_span, mark_failed
 
@@ -27,20 +27,30 @@ def json_response(
     *,
     status: int = 200,
     headers: dict[str, str] | None = None,
-    request: func.HttpRequest | None = None,
-    etag: str | None = None,
+    version: str | None = None,
 ) -> func.HttpResponse:
-    """Answer with JSON; with an ETag, answer 304 when the caller already has this version."""
+    """Answer with JSON; with a `version` (a storage ETag), tag the answer so clients can revalidate."""
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     all_headers = {"Cache-Control": "no-store", **(headers or {})}
-    if etag is not None:
-        tag = '"' + hashlib.sha256(f"{etag}|{payload}".encode()).hexdigest()[:32] + '"'
-        all_headers.update({"ETag": tag, "Cache-Control": "private, no-cache"})
-        if request is not None and tag in _if_none_match(request):
-            return func.HttpResponse(status_code=304, headers=all_headers)
+    if version is not None:
+        all_headers.update(_validators(version))
     return func.HttpResponse(
         payload, status_code=status, headers=all_headers, mimetype="application/json", charset="utf-8"
     )
+
+
+def not_modified(request: func.HttpRequest, version: str) -> func.HttpResponse | None:
+    """Answer 304 when the caller already holds this version (If-None-Match), before any work is done."""
+    headers = _validators(version)
+    if headers["ETag"] in _if_none_match(request):
+        return func.HttpResponse(status_code=304, headers=headers)
+    return None
+
+
+def _validators(version: str) -> dict[str, str]:
+    # Storage ETags hold timestamps; hashing them keeps storage details out of the API.
+    tag = '"' + hashlib.sha256(version.encode()).hexdigest()[:32] + '"'
+    return {"ETag": tag, "Cache-Control": "private, no-cache"}
 
 
 def problem_response(error: LoadbayError, request: func.HttpRequest) -> func.HttpResponse:
@@ -97,7 +107,9 @@ def endpoint(*, anonymous: bool = False, admin: bool = False) -> Callable[[Handl
                 return problem_response(error, req)
             except SettingsError:
                 log.exception("Loadbay is misconfigured")
-                return _unexpected(req, "The service is misconfigured; the operators have been told.")
+                return problem_response(
+                    RetryLater("The service is misconfigured; the operators have been told."), req
+                )
             except Exception:
                 log.exception("Unhandled error in %s %s", req.method, _path(req))
                 return _unexpected(req, "Something went wrong on our side; try again later.")
@@ -118,6 +130,8 @@ def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
         body = json.loads(req.get_body() or b"null")
     except ValueError as error:
         raise BadRequest(f"The body is not valid JSON: {error}.") from error
+    except RecursionError as error:
+        raise BadRequest("The body nests JSON too deeply.") from error
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     return body

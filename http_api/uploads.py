@@ -9,7 +9,7 @@ from core.auth import Principal
 from core.errors import UnsupportedMediaType
 from core.runtime import runtime
 from http_api.blueprint import bp
-from http_api.responses import api_path, endpoint, json_response, media_type, read_json_object
+from http_api.responses import api_path, endpoint, json_response, media_type, not_modified, read_json_object
 
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
 
@@ -67,5 +67,8 @@ def get_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
     """Show an upload and, once profiled, its profile."""
     rt = runtime()
     upload = uploads.get_upload(storage=rt.storage, principal=principal, upload_id=req.route_params["id"])
-    view = uploads.describe_upload(storage=rt.storage, upload=upload)
-    return json_response(view, request=req, etag=upload.etag)
+    # Once profiled, an upload never changes again, so its entity's ETag versions the whole answer.
+    cached = not_modified(req, upload.etag)
+    if cached is not None:
+        return cached
+    return json_response(uploads.describe_upload(storage=rt.storage, upload=upload), version=upload.etag)

@@ -11,7 +11,7 @@ from pathlib import Path
 import requests
 
 from devhost.azurite import free_port
-from devhost.processes import REPO_ROOT, port_in_use, wait_for_url
+from devhost.processes import REPO_ROOT, port_in_use
 
 
 def descendants(pid: int) -> set[int]:
@@ -65,7 +65,12 @@ def test_stack_starts_answers_through_swa_and_stops_on_ctrl_c(tmp_path: Path) ->
     stack = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     sessions: set[int] = set()
     try:
-        wait_for_url(f"http://127.0.0.1:{swa_port}/api/health", timeout=120, process=stack)
+        assert stack.stdout is not None
+        seen = b""
+        while b"Loadbay is running at" not in seen:  # printed once /api/health answers through SWA
+            line = stack.stdout.readline()
+            assert line, f"the stack exited early:\n{seen.decode()}"
+            seen += line
         assert requests.get(f"http://127.0.0.1:{swa_port}/api/me", timeout=30).status_code == 401
         children = descendants(stack.pid)
         sessions = {os.getsid(pid) for pid in children}
@@ -75,8 +80,8 @@ def test_stack_starts_answers_through_swa_and_stops_on_ctrl_c(tmp_path: Path) ->
     finally:
         if stack.poll() is None:
             stack.kill()
-    assert stack.returncode == 0, output.decode()
-    assert b"Loadbay is running at" in output
+    assert stack.returncode == 0, (seen + output).decode()
+    assert b"Stopped Azurite, devhost and the SWA emulator" in output
     assert not session_members(sessions - {os.getsid(0)}), "a process of the stack outlived Ctrl-C"
     assert not [port for port in ports if port_in_use(port)]
     assert (tmp_path / "azurite").is_dir()  # disk mode: data survives restarts

@@ -64,7 +64,7 @@ def test_pages_carry_security_headers_and_fall_back_to_the_shell(swa: SwaEmulato
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     asset = requests.get(swa.url + "/assets/app.js", timeout=30)
     assert asset.status_code == 200
-    assert "immutable" in asset.headers["Cache-Control"]
+    assert "max-age=3600" in asset.headers["Cache-Control"]
 
 
 @pytest.mark.browser

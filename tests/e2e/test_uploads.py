@@ -162,6 +162,7 @@ def test_get_upload_honours_if_none_match(devhost: Devhost) -> None:
     [
         ({"data": b"{nope", "headers": {"Content-Type": "application/json"}}, 400, "not valid JSON"),
         ({"json": [1, 2]}, 400, "JSON object"),
+        ({"data": b"[" * 50_000, "headers": {"Content-Type": "application/json"}}, 400, "JSON"),
         ({"json": {"size": 10}}, 422, "fileName"),
         ({"json": {"fileName": "a.csv", "size": -1}}, 422, "size"),
         ({"json": {"fileName": "a.csv", "size": "12"}}, 422, "size"),
@@ -231,6 +232,11 @@ def test_health_and_principal_shapes_direct_to_the_devhost(devhost: Devhost) -> 
     assert answer.status_code == 200
     assert answer.json()["userId"] == "o-2" and answer.json()["userRoles"] == ["authenticated", "reader"]
 
+    deep = base64.b64encode(b"[" * 3_000).decode()  # deeper than the JSON parser recurses
+    assert (
+        requests.get(devhost.url + "/api/me", headers={"x-ms-client-principal": deep}, timeout=10).status_code
+        == 401
+    )
     for malformed in ("%%%", base64.b64encode(b"[]").decode(), base64.b64encode(b'{"claims": 5}').decode()):
         bad = requests.get(devhost.url + "/api/me", headers={"x-ms-client-principal": malformed}, timeout=10)
         assert bad.status_code == 401
@@ -282,7 +288,10 @@ def _watch_poison(azurite: Azurite, app_dir: Path, tmp_path: Path) -> None:
     finally:
         assert stop(host.process) == 0
     assert body["status"] == "failed"
-    assert body["error"] == "Profiling failed after 5 attempts; last error: RuntimeError: simulated outage"
+    assert body["error"] == (
+        "Profiling failed after 5 attempts because of an internal error; "
+        "the operators can look it up by the upload id."
+    )
     assert any(json.loads(text)["id"] == upload_id for text in bodies)
     entity = (
         TableServiceClient.from_connection_string(azurite.connection_string)
@@ -290,5 +299,6 @@ def _watch_poison(azurite: Azurite, app_dir: Path, tmp_path: Path) -> None:
         .get_entity(upload_id, "upload")
     )
     assert entity["attempts"] == 5
+    assert entity["lastError"] == "RuntimeError: simulated outage"
     log = (tmp_path / "devhost.log").read_text()
     assert log.count("profile_upload") >= 5

@@ -1,0 +1,24 @@
+"""Every minute: re-send profile commands that were lost, and fail uploads nobody finished."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+from opentelemetry.trace import SpanKind
+
+from core import uploads
+from core.runtime import runtime
+from core.telemetry import function_span
+from queue_workers.blueprint import bp
+
+log = logging.getLogger(__name__)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False)
+def sweep_uploads(timer: func.TimerRequest) -> None:
+    """Recover uploads stuck in `uploaded` (lost command) or `profiling` (worker died on its last try)."""
+    with function_span("sweep_uploads", traceparent=None, kind=SpanKind.INTERNAL):
+        counts = uploads.sweep_uploads(storage=runtime().storage)
+    if any(counts.values()):
+        log.warning("Upload sweep: re-sent %(resent)d commands, expired %(expired)d uploads", counts)
