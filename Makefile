@@ -45,6 +45,7 @@ typecheck: $(PIP_STAMP)
 check: lint typecheck test
 
 bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	for script in bench/*.py; do $(PY) $$script || exit 1; done
 
 clean:

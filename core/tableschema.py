@@ -97,9 +97,13 @@ DURATION_RE: Final = re.compile(
 )
 _NON_BARE_EDGES: Final = re.compile(r"^[^\-0-9.]+|[^0-9.]+$")
 _SPECIAL_NUMBERS: Final = {"NaN": math.nan, "INF": math.inf, "-INF": -math.inf}
-_UNSUPPORTED_REGEX: Final = re.compile(r"\\[pPiIcC]|-\[")
+_UNSUPPORTED_ESCAPES: Final = frozenset("pPiIcC")
 
 Reader = Callable[[str], Any]
+
+
+class OutOfRange(ValueError):
+    """The cell is a number, but too large to store."""
 
 
 @dataclass(frozen=True)
@@ -249,20 +253,18 @@ def _required(item: Field) -> Field:
 def _missing_values(value: object, problems: _Problems) -> tuple[str, ...]:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return tuple(value)
-    problems.add(None, "badMissingValues", "missingValues must be a list of strings, such as [\"\", \"NA\"].")
+    problems.add(None, "badMissingValues", 'missingValues must be a list of strings, such as ["", "NA"].')
     return DEFAULT_MISSING_VALUES
 
 
 def _fields(value: object, problems: _Problems) -> list[Field]:
     if not isinstance(value, list):
-        problems.add(None, "fieldsMissing", "The schema needs \"fields\": a list of field descriptors.")
+        problems.add(None, "fieldsMissing", 'The schema needs "fields": a list of field descriptors.')
         return []
     if not value:
         problems.add(None, "fieldsEmpty", "The schema has no fields; it needs at least one.")
     if len(value) > MAX_FIELDS:
-        problems.add(
-            None, "tooManyFields", f"The schema has {len(value)} fields; the limit is {MAX_FIELDS}."
-        )
+        problems.add(None, "tooManyFields", f"The schema has {len(value)} fields; the limit is {MAX_FIELDS}.")
     fields: list[Field] = []
     seen: set[str] = set()
     for position, item in enumerate(value, 1):
@@ -283,7 +285,7 @@ def _field(item: object, position: int, problems: _Problems) -> Field | None:
         return None
     name = item.get("name")
     if not isinstance(name, str) or not name.strip():
-        problems.add(None, "fieldNameMissing", f"Field {position} needs a non-empty \"name\".")
+        problems.add(None, "fieldNameMissing", f'Field {position} needs a non-empty "name".')
         return None
     kind = item.get("type", "string")
     if kind not in CONSTRAINTS_BY_TYPE:
@@ -539,15 +541,42 @@ def pattern_problem(pattern: object) -> str | None:
     """Return why pattern is not a usable XML Schema regular expression, or None if it is."""
     if not isinstance(pattern, str):
         return "pattern must be a string."
-    unsupported = _UNSUPPORTED_REGEX.search(pattern)
+    unsupported = _unsupported_construct(pattern)
     if unsupported is not None:
-        return f"pattern {pattern!r} uses {unsupported.group()!r}, which Loadbay does not support."
+        return f"pattern {pattern!r} uses {unsupported!r}, which Loadbay does not support."
     try:
         # The pattern as written first, so error positions point into the person's text.
         re.compile(pattern)
         re.compile(_python_pattern(pattern))
     except re.error as exc:
         return f"pattern {pattern!r} is not a valid regular expression ({exc})."
+    return None
+
+
+def _unsupported_construct(pattern: str) -> str | None:
+    """Return the first XML Schema construct Python's re reads differently, or None."""
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
+            escaped = pattern[index + 1 : index + 2]
+            if escaped in _UNSUPPORTED_ESCAPES:
+                return "\\" + escaped
+            index += 2
+            continue
+        if in_class and char == "-" and pattern.startswith("[", index + 1):
+            return "-["  # character class subtraction, as in [a-z-[aeiou]]
+        if char == "[" and not in_class:
+            in_class = True
+            # A "]" right after "[" or "[^" is a literal member, not the end of the class.
+            index += 2 if pattern.startswith("^", index + 1) else 1
+            if pattern.startswith("]", index):
+                index += 1
+            continue
+        if char == "]" and in_class:
+            in_class = False
+        index += 1
     return None
 
 
@@ -564,7 +593,10 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
 
 
 def cell_reader(item: Field) -> Reader:
-    """Return a function reading one present cell as the field's type; it raises ValueError if it can't."""
+    """Return a function reading one present cell as the field's type; it raises ValueError if it can't.
+
+    ``OutOfRange`` (a ValueError) says the cell is a number too large for Table Storage.
+    """
     if item.type in ("integer", "number"):
         return _number_reader(item)
     if item.type in _PATTERN_FORMAT_TYPES and item.format != "default":
@@ -604,7 +636,7 @@ def read_integer(value: str) -> int:
         raise ValueError(value)
     number = int(value)
     if not INT64_MIN <= number <= INT64_MAX:
-        raise OverflowError(value)
+        raise OutOfRange(value)
     return number
 
 
@@ -617,7 +649,7 @@ def read_number(value: str) -> float:
         return special
     number = float(value)
     if math.isinf(number):
-        raise OverflowError(value)
+        raise OutOfRange(value)
     return number
 
 
