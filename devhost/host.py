@@ -21,6 +21,7 @@ from devhost.config import (
     LocalSettings,
     Unsupported,
 )
+from devhost.durable import DurableClientBinding, DurableTriggerKind
 from devhost.http import HttpServer, HttpTriggerKind
 from devhost.invoker import Invoker, RuntimeFunction
 from devhost.loader import DEFAULT_SCRIPT_FILE, FunctionSpec, LoadedApp, load_app, missing_parameters
@@ -34,14 +35,16 @@ logger = logging.getLogger("devhost")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7071
 DEFAULT_GRACE_SECONDS = 10.0
-# Trigger kinds in start order; Durable Functions support adds its kinds here.
-TRIGGER_KINDS: list[type[TriggerKind]] = [HttpTriggerKind, QueueTriggerKind, TimerTriggerKind]
-# Types devhost knows it does not serve yet, with the reason given at start-up.
+# Trigger kinds in start order.
+TRIGGER_KINDS: list[type[TriggerKind]] = [
+    HttpTriggerKind,
+    QueueTriggerKind,
+    TimerTriggerKind,
+    DurableTriggerKind,
+]
+BINDING_PROVIDERS["durableClient"] = DurableClientBinding
+# Types devhost knows it does not serve, with the reason given at start-up.
 NOT_YET_SUPPORTED = {
-    "orchestrationTrigger": "Durable Functions are not supported by devhost yet",
-    "activityTrigger": "Durable Functions are not supported by devhost yet",
-    "entityTrigger": "Durable Functions are not supported by devhost yet",
-    "durableClient": "Durable Functions are not supported by devhost yet",
     "blob": "blob bindings are not supported by devhost",
     "blobTrigger": "blob triggers are not supported by devhost",
 }
@@ -152,11 +155,13 @@ class Host:
             burst=burst,
         )
         chosen = port if port is not None else (self.local_settings.local_http_port or DEFAULT_PORT)
+        if burst and port is None:
+            chosen = 0  # a burst serves HTTP only for system endpoints (Durable client): any free port
         # Created before wiring so kinds can add system routes; it listens only if the run serves HTTP.
         runtime.http = HttpServer(host, chosen, shutdown_timeout=grace_seconds)
         self.runtime = runtime
-        self.kinds = [kind(runtime) for kind in TRIGGER_KINDS]
         try:
+            self.kinds = [kind(runtime) for kind in TRIGGER_KINDS]
             loaded = self._wire_functions(runtime)
             if serve_http is None:
                 needed = any(kind.needs_http_in_burst and kind.functions for kind in self.kinds)

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from devhost.config import DevhostSettings, HostConfig
 from devhost.invoker import Invoker, RuntimeFunction
@@ -30,6 +30,8 @@ class Runtime:
     burst: bool = False
     http: HttpServer | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Objects trigger kinds share with their bindings (the Durable kind registers itself as "durable").
+    services: dict[str, Any] = field(default_factory=dict)
 
 
 class TriggerKind(ABC):

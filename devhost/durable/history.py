@@ -1,4 +1,4 @@
-"""Orchestration history events in the JSON shape the Durable SDK replays, and the status API's view of them."""
+"""History events in the JSON shape the Durable SDK replays, and the status API's view of them."""
 
 from __future__ import annotations
 
@@ -75,8 +75,13 @@ def parse_time(text: str) -> datetime:
 
 def new_event(kind: EventType, moment: datetime, event_id: int = -1, **fields: Any) -> Event:
     """Build one history event (the SDK needs EventType, EventId, IsPlayed and Timestamp on each)."""
-    return {"EventType": int(kind), "EventId": event_id, "IsPlayed": False, "Timestamp": format_time(moment),
-            **fields}  # fmt: skip
+    return {
+        "EventType": int(kind),
+        "EventId": event_id,
+        "IsPlayed": False,
+        "Timestamp": format_time(moment),
+        **fields,
+    }
 
 
 def kind_of(event: Mapping[str, Any]) -> EventType:
@@ -140,7 +145,11 @@ def status_history(events: Iterable[Mapping[str, Any]], *, with_output: bool) ->
 
 
 def _render(
-    event: Mapping[str, Any], kind: EventType, scheduled: Mapping[int, Mapping[str, Any]], *, with_output: bool
+    event: Mapping[str, Any],
+    kind: EventType,
+    scheduled: Mapping[int, Mapping[str, Any]],
+    *,
+    with_output: bool,
 ) -> dict[str, Any] | None:
     entry: dict[str, Any] = {"EventType": kind.name.title().replace("_", ""), "Timestamp": event["Timestamp"]}
     if kind == EventType.EXECUTION_STARTED:
@@ -148,7 +157,8 @@ def _render(
         if with_output:
             entry["Input"] = _json_or_text(event.get("Input"))
     elif kind in COMPLETING:
-        origin = scheduled.get(completed_id(event) or -1, {})
+        task_id = completed_id(event)
+        origin = scheduled.get(-1 if task_id is None else task_id, {})
         entry.update(_completion_fields(event, kind, origin, with_output=with_output))
     elif kind == EventType.EVENT_RAISED:
         entry["Name"] = event.get("Name")
@@ -161,7 +171,9 @@ def _render(
         if event.get("FailureDetails"):
             entry["FailureDetails"] = event["FailureDetails"]
     elif kind in (EventType.EXECUTION_TERMINATED, EventType.EXECUTION_SUSPENDED, EventType.EXECUTION_RESUMED):
-        entry["Reason"] = event.get("Input") if kind == EventType.EXECUTION_TERMINATED else event.get("Reason")
+        entry["Reason"] = (
+            event.get("Input") if kind == EventType.EXECUTION_TERMINATED else event.get("Reason")
+        )
     else:
         return None
     return entry

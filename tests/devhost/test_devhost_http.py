@@ -217,11 +217,8 @@ def test_start_up_lists_functions_and_reports_unsupported_ones_once(
     messages = [record.getMessage() for record in caplog.records]
     unsupported = [message for message in messages if message.startswith("Not loaded")]
     assert len(unsupported) == 1
-    assert (
-        "hello_orchestrator (orchestrationTrigger" in unsupported[0]
-        and "say_hello (activityTrigger" in unsupported[0]
-    )
-    assert {item.name for item in http_host.skipped} == {"hello_orchestrator", "say_hello"}
+    assert "watch_blobs (blobTrigger" in unsupported[0] and "watch_events (eventHubTrigger" in unsupported[0]
+    assert {item.name for item in http_host.skipped} == {"watch_blobs", "watch_events"}
     assert messages.index("Host started") > messages.index("Functions:")
 
 

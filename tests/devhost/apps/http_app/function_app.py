@@ -107,12 +107,11 @@ def put_row(req: func.HttpRequest, row: func.Out[str]) -> func.HttpResponse:
     return func.HttpResponse(status_code=204)
 
 
-@app.orchestration_trigger(context_name="context")
-def hello_orchestrator(context: df.DurableOrchestrationContext):  # type: ignore[no-untyped-def]
-    result = yield context.call_activity("say_hello", "devhost")
-    return result
+@app.blob_trigger(arg_name="blob", path="incoming/{name}", connection="AzureWebJobsStorage")
+def watch_blobs(blob: func.InputStream) -> None:
+    """A trigger kind devhost does not run: it must be reported, not crash the host."""
 
 
-@app.activity_trigger(input_name="name")
-def say_hello(name: str) -> str:
-    return f"Hello {name}"
+@app.event_hub_message_trigger(arg_name="event", event_hub_name="hub", connection="EventHubConnection")
+def watch_events(event: func.EventHubEvent) -> None:
+    """Another unsupported kind, to check they are all reported on one line."""

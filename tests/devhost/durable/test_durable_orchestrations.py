@@ -1,0 +1,365 @@
+"""Orchestrator features through the real SDK on Azurite: outputs, statuses, custom status and histories."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime
+from typing import Any
+
+from azure.storage.blob import ContainerClient
+
+from devhost import Host
+from devhost.azurite import Azurite
+from tests.devhost.durable.support import Driver, events_of, serve
+
+
+def parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_activities_in_sequence_complete_with_output_and_history(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        started = await driver.start("hello_sequence")
+        seen["final"] = await driver.wait(started["id"])
+        seen["sdk"] = await driver.sdk_status(started["id"], history=True)
+        seen["started"] = started
+
+    serve(conformance, scenario)
+    expected = ["Hello Tokyo!", "Hello Seattle!", "Hello London!"]
+    assert seen["final"]["runtimeStatus"] == "Completed" and seen["final"]["output"] == expected
+    sdk = seen["sdk"]
+    assert (
+        sdk["runtimeStatus"] == "Completed" and sdk["output"] == expected and sdk["name"] == "hello_sequence"
+    )
+    kinds = [event["EventType"] for event in sdk["history"]]
+    assert kinds == [
+        "ExecutionStarted",
+        "TaskCompleted",
+        "TaskCompleted",
+        "TaskCompleted",
+        "ExecutionCompleted",
+    ]
+    completed = events_of(sdk, "TaskCompleted")
+    assert [event["Result"] for event in completed] == expected
+    assert {event["FunctionName"] for event in completed} == {"hello"}
+    assert all(parse(event["ScheduledTime"]) <= parse(event["Timestamp"]) for event in completed)
+    assert events_of(sdk, "ExecutionCompleted")[0]["OrchestrationStatus"] == "Completed"
+    urls = seen["started"]
+    assert urls["statusQueryGetUri"].endswith(
+        f"/instances/{urls['id']}?taskHub={conformance.environ['TEST_HUB']}&connection=Storage"
+    )
+    for key in (
+        "sendEventPostUri",
+        "terminatePostUri",
+        "purgeHistoryDeleteUri",
+        "suspendPostUri",
+        "resumePostUri",
+    ):
+        assert urls["id"] in urls[key]
+
+
+def test_fan_out_fan_in_and_wait_for_completion(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        async with driver.session.post(f"{driver.base_url}/api/run/fan_out", json=150) as response:
+            seen["run"] = (response.status, await response.json())
+
+    serve(conformance, scenario)
+    assert seen["run"] == (200, sum(2 * number for number in range(150)))
+
+
+def test_activity_concurrency_is_capped_by_host_json(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        seen["final"] = await driver.run("busy_fan_out", {"count": 40, "seconds": 0.05})
+
+    serve(conformance, scenario)
+    assert seen["final"]["output"] == 40
+    assert 2 <= conformance.module.CONCURRENCY["max"] <= 8  # host.json maxConcurrentActivityFunctions
+
+
+def test_retry_backs_off_and_counts_attempts(conformance: Host) -> None:
+    keys = {name: uuid.uuid4().hex for name in ("backoff", "exhausted", "capped", "timeout")}
+    specs = {
+        "backoff": {"fail_times": 2, "first_ms": 150, "backoff": 2.0, "max_attempts": 5},
+        "exhausted": {"fail_times": 10, "first_ms": 50, "max_attempts": 3},
+        "capped": {"fail_times": 3, "first_ms": 100, "backoff": 10.0, "max_ms": 200, "max_attempts": 5},
+        "timeout": {"fail_times": 10, "first_ms": 300, "max_attempts": 6, "timeout_ms": 250},
+    }
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        started = {
+            name: await driver.start("retrying", {**spec, "key": keys[name]}) for name, spec in specs.items()
+        }
+        for name, payload in started.items():
+            await driver.wait(payload["id"])
+            seen[name] = await driver.sdk_status(payload["id"], history=True)
+
+    serve(conformance, scenario)
+    attempts = conformance.module.ATTEMPTS
+    gaps = {
+        name: [b - a for a, b in zip(attempts[key], attempts[key][1:], strict=False)]
+        for name, key in keys.items()
+    }
+    assert seen["backoff"]["output"] == {"attempt": 3}
+    assert len(attempts[keys["backoff"]]) == 3
+    assert (
+        0.14 <= gaps["backoff"][0] < gaps["backoff"][1] and gaps["backoff"][1] >= 0.29
+    )  # 150 ms, then 300 ms
+    assert len(events_of(seen["backoff"], "TaskFailed")) == 2
+    assert len(events_of(seen["backoff"], "TimerFired")) == 2
+
+    assert seen["exhausted"]["output"]["failed"].startswith(
+        "Activity function 'flaky' failed: RuntimeError: attempt 3"
+    )
+    assert len(attempts[keys["exhausted"]]) == 3
+    assert len(events_of(seen["exhausted"], "TaskFailed")) == 3
+
+    assert seen["capped"]["output"] == {"attempt": 4}
+    assert (
+        all(0.09 <= gap < 0.45 for gap in gaps["capped"]) and gaps["capped"][1] >= 0.19
+    )  # 100, then 200 cap
+
+    # The retry timeout (250 ms) has passed when the second attempt (300 ms later) fails: no third one runs.
+    assert len(attempts[keys["timeout"]]) == 2
+    assert seen["timeout"]["output"]["failed"].startswith(
+        "Activity function 'flaky' failed: RuntimeError: attempt 2"
+    )
+
+
+def test_sub_orchestrations_with_ids_retries_and_failures(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+    child_id = f"child-{uuid.uuid4().hex[:8]}"
+
+    async def scenario(driver: Driver) -> None:
+        started = await driver.start("parent", {"child_id": child_id})
+        seen["parent"] = await driver.wait(started["id"])
+        seen["child"] = await driver.sdk_status(child_id)
+        seen["parent_history"] = await driver.sdk_status(started["id"], history=True)
+        seen["id"] = started["id"]
+
+    serve(conformance, scenario)
+    output = seen["parent"]["output"]
+    assert seen["parent"]["runtimeStatus"] == "Completed"
+    assert output["first"] == {"greeting": "Hello Ada!", "parent": seen["id"], "me": child_id}
+    assert output["second"]["greeting"] == "Hello Grace!" and output["second"]["me"] == f"{seen['id']}:1"
+    assert output["retried"]["greeting"] == "Hello Linus!"
+    assert "child was asked to fail" in output["failure"]
+    assert seen["child"]["runtimeStatus"] == "Completed" and seen["child"]["output"]["me"] == child_id
+    history = seen["parent_history"]
+    assert len(events_of(history, "SubOrchestrationInstanceCompleted")) == 3
+    failed = events_of(history, "SubOrchestrationInstanceFailed")
+    assert len(failed) == 1 and failed[0]["FunctionName"] == "child"
+
+
+def test_external_events_and_custom_status(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        started = await driver.start("waiter")
+        instance = started["id"]
+        await driver.wait_for(lambda: _custom_is(driver, instance, "waiting for first"))
+        assert (await driver.client("raise_event", instance_id=instance, event="first", data={"n": 1}))[
+            0
+        ] == 200
+        await driver.wait_for(lambda: _custom_is(driver, instance, "waiting for second"))
+        seen["middle"] = await driver.sdk_status(instance)
+        await driver.client("raise_event", instance_id=instance, event="second", data=[2])
+        seen["final"] = await driver.wait(instance)
+        # An event raised before the orchestrator waits for it is kept until it does.
+        early = await driver.start("waiter")
+        await driver.client("raise_event", instance_id=early["id"], event="second", data="b")
+        await driver.client("raise_event", instance_id=early["id"], event="first", data="a")
+        seen["early"] = await driver.wait(early["id"])
+
+    serve(conformance, scenario)
+    assert (
+        seen["middle"]["runtimeStatus"] == "Running"
+        and seen["middle"]["customStatus"] == "waiting for second"
+    )
+    assert seen["final"]["output"] == [{"n": 1}, [2]] and seen["final"]["customStatus"] == "done"
+    assert seen["early"]["output"] == ["a", "b"]
+
+
+async def _custom_is(driver: Driver, instance: str, expected: Any) -> bool:
+    _, body = await driver.status(instance)
+    return isinstance(body, dict) and body.get("customStatus") == expected
+
+
+def test_task_any_between_an_event_and_a_durable_timer(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        approved = await driver.start("approval", 60)
+        timed_out = await driver.start("approval", 0.5)
+        await driver.wait_for(lambda: _custom_is(driver, approved["id"], {"stage": "waiting"}))
+        await driver.client("raise_event", instance_id=approved["id"], event="approve", data="yes")
+        seen["approved"] = await driver.wait(approved["id"])
+        seen["timed_out"] = await driver.wait(timed_out["id"])
+        seen["timer_history"] = await driver.sdk_status(timed_out["id"], history=True)
+
+    serve(conformance, scenario)
+    assert seen["approved"]["output"] == {"approved": "yes"}
+    assert seen["approved"]["customStatus"] == {"stage": "approved"}
+    assert seen["timed_out"]["output"] == {"approved": None}
+    assert seen["timed_out"]["customStatus"] == {"stage": "timed out"}
+    fired = events_of(seen["timer_history"], "TimerFired")
+    assert len(fired) == 1 and parse(fired[0]["Timestamp"]) >= parse(fired[0]["FireAt"])
+
+
+def test_durable_timer_and_deterministic_time(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        seen["sleeper"] = await driver.run("sleeper", 1)
+        facts = await driver.start("replay_facts")
+        seen["facts"] = await driver.wait(facts["id"])
+        seen["history"] = await driver.sdk_status(facts["id"], history=True)
+
+    serve(conformance, scenario)
+    assert (
+        seen["sleeper"]["output"]["greeting"] == "Hello timer!" and seen["sleeper"]["output"]["waited"] >= 1
+    )
+    observed = seen["facts"]["output"]["observed"]
+    # Replayed points see is_replaying; the point reached by the newest event does not.
+    assert [point["replaying"] for point in observed] == [True, True, False]
+    history = seen["history"]
+    started = events_of(history, "ExecutionStarted")[0]["Timestamp"]
+    completed = [event["Timestamp"] for event in events_of(history, "TaskCompleted")]
+    # current_utc_datetime is the time of the episode that reached each point (from the history).
+    assert [parse(point["now"]) for point in observed] == [parse(started), *map(parse, completed)]
+    assert uuid.UUID(seen["facts"]["output"]["uuid"])
+
+
+def test_continue_as_new_starts_fresh_history_and_keeps_unprocessed_events(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        plain = await driver.start("counter", {"count": 0, "target": 3, "events": []})
+        seen["plain"] = await driver.wait(plain["id"])
+        seen["plain_history"] = await driver.sdk_status(plain["id"], history=True)
+        ticks = await driver.start("counter", {"count": 0, "target": 3, "events": [], "wait_event": True})
+        for number in (1, 2, 3):
+            await driver.client("raise_event", instance_id=ticks["id"], event="tick", data=number)
+        seen["ticks"] = await driver.wait(ticks["id"])
+
+    serve(conformance, scenario)
+    assert seen["plain"]["output"] == {"count": 3, "target": 3, "events": []}
+    kinds = [event["EventType"] for event in seen["plain_history"]["history"]]
+    assert kinds == ["ExecutionStarted", "ExecutionCompleted"]  # only the last execution's history
+    assert seen["ticks"]["output"]["events"] == [1, 2, 3]
+
+
+def test_orchestrator_failure_fails_the_instance_with_message_and_details(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        seen["own"] = await driver.run("failing")
+        seen["own_history"] = await driver.sdk_status(seen["own"]["instanceId"], history=True)
+        seen["activity"] = await driver.run("unhandled_activity_failure")
+
+    serve(conformance, scenario)
+    own = seen["own"]
+    assert own["runtimeStatus"] == "Failed"
+    assert own["output"].startswith(
+        "Orchestrator function 'failing' failed: orchestrator exploded on purpose"
+    )
+    assert "Traceback" in own["output"] and "ValueError" in own["output"]
+    completed = events_of(seen["own_history"], "ExecutionCompleted")[0]
+    assert completed["OrchestrationStatus"] == "Failed"
+    assert completed["FailureDetails"]["ErrorMessage"] == "orchestrator exploded on purpose"
+    activity = seen["activity"]
+    assert activity["runtimeStatus"] == "Failed"
+    assert (
+        "Activity function 'explode' failed: ValueError: activity exploded on purpose" in activity["output"]
+    )
+
+
+def test_a_nondeterministic_orchestrator_fails_naming_expected_and_actual(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        started = await driver.start("nondeterministic")
+        instance = started["id"]
+
+        async def first_done() -> bool:
+            status = await driver.sdk_status(instance, history=True)
+            return bool(events_of(status, "TaskCompleted"))
+
+        await driver.wait_for(first_done)
+        conformance.module.NONDETERMINISTIC_ACTIVITY = "double"  # the code "changed" while it was running
+        await driver.client("raise_event", instance_id=instance, event="continue")
+        seen["final"] = await driver.wait(instance)
+
+    serve(conformance, scenario)
+    output = seen["final"]["output"]
+    assert seen["final"]["runtimeStatus"] == "Failed"
+    assert "Non-deterministic workflow detected" in output
+    assert "activity 'hello'" in output and "activity 'double'" in output
+
+
+def test_entities_fail_clearly(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        seen["orchestration"] = await driver.run("uses_entity")
+        seen["signal"] = await driver.client("signal_entity")
+
+    serve(conformance, scenario)
+    assert [item.name for item in conformance.skipped] == ["counter_entity"]
+    assert "entities are not supported by devhost" in conformance.skipped[0].reason
+    assert seen["orchestration"]["runtimeStatus"] == "Failed"
+    assert "entities are not supported by devhost" in seen["orchestration"]["output"]
+    assert seen["signal"][0] == 409 and "501" in seen["signal"][1]["error"]
+
+
+def test_large_inputs_outputs_and_custom_status_spill_to_blobs(conformance: Host, azurite: Azurite) -> None:
+    payload = "x" * 70_000 + "é" * 30_000
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        started = await driver.start("large", payload)
+        seen["final"] = await driver.wait(started["id"])
+        seen["history"] = await driver.sdk_status(started["id"], history=True)
+        seen["id"] = started["id"]
+
+    serve(conformance, scenario)
+    assert seen["final"]["runtimeStatus"] == "Completed"
+    assert seen["final"]["output"] == payload + payload + "!"
+    assert seen["final"]["customStatus"] == payload[:40_000]
+    assert events_of(seen["history"], "TaskCompleted")[0]["Result"] == payload + payload
+    container = f"{conformance.environ['TEST_HUB'].lower()}-largemessages"
+    with ContainerClient.from_connection_string(azurite.connection_string, container) as blobs:
+        assert list(blobs.list_blob_names(name_starts_with=f"{seen['id']}/"))
+
+
+def test_steps_larger_than_one_batch(conformance: Host) -> None:
+    """150 timers, 20 sub-orchestrations and 60 queued events: more rows than one table batch holds."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        timers = await driver.start("many_timers", 150)
+        children = await driver.start("sub_fan_out", 20)
+        events = await driver.start("collect", 60)
+        await asyncio.gather(
+            *(
+                driver.client("raise_event", instance_id=events["id"], event="item", data=number)
+                for number in range(60)
+            )
+        )
+        seen["timers"] = await driver.wait(timers["id"])
+        seen["children"] = await driver.wait(children["id"])
+        seen["events"] = await driver.wait(events["id"])
+        seen["timer_history"] = await driver.sdk_status(timers["id"], history=True)
+
+    serve(conformance, scenario)
+    assert seen["timers"]["output"] == 150
+    assert len(events_of(seen["timer_history"], "TimerFired")) == 150
+    assert seen["children"]["output"] == [f"Hello n{number}!" for number in range(20)]
+    assert sorted(seen["events"]["output"]) == list(range(60))
