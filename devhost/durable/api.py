@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from devhost.durable.history import format_time, parse_time, status_history
 from devhost.durable.instance import (
@@ -28,7 +30,7 @@ from devhost.durable.instance import (
 )
 from devhost.durable.replay import ENTITIES_UNSUPPORTED
 from devhost.durable.rows import load_instance, state_from_row
-from devhost.durable.store import MAX_BATCH, STATE_KEY
+from devhost.durable.store import MAX_BATCH, STATE_KEY, Operation, if_unchanged
 
 if TYPE_CHECKING:
     from devhost.durable.engine import Engine
@@ -42,6 +44,7 @@ _ACTIVE = ("Pending", "Running", "Suspended", "ContinuedAsNew")
 # The characters DurableTask forbids in instance ids (they cannot be table keys), and control characters.
 _BAD_INSTANCE_ID = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 _MAX_INSTANCE_ID = 256
+_PURGE_ATTEMPTS = 3
 
 
 def management_urls(base_url: str, hub: str, connection: str, instance_id: str) -> dict[str, str]:
@@ -245,37 +248,53 @@ class DurableApi:
         row = await self.engine.store.read_state(instance_id)
         if row is None:
             return web.json_response({"instancesDeleted": 0}, status=404)
-        deleted = await self._purge(instance_id, str(row.get("RuntimeStatus")), str(row.metadata["etag"]))
+        deleted = await self._purge(instance_id, row)
         return web.json_response({"instancesDeleted": deleted})
 
     async def purge_many(self, request: web.Request) -> web.StreamResponse:
         """Delete every finished instance matching the filters."""
         deleted = 0
         for state in await self._matching(request):
-            deleted += await self._purge(state.instance_id, state.status, state.etag)
+            if state.terminal:
+                deleted += await self._purge(state.instance_id)
         return web.json_response({"instancesDeleted": deleted}, status=200 if deleted else 404)
 
-    async def _purge(self, instance_id: str, status: str, etag: str) -> int:
-        # Only finished instances are purged; the instance row goes last, ETag-checked, so a restart wins.
-        if status not in TERMINAL:
-            return 0
+    async def _purge(self, instance_id: str, row: TableEntity | None = None) -> int:
+        # Only finished instances with no follow-up pending (parent notification, reconcile) are purged.
+        # Each batch of deletes touches the instance row ETag-conditionally, chaining the ETag, and the
+        # instance row goes last: a restart or a step in between stops the purge (it is tried again).
         store = self.engine.store
-        keys = [
-            str(row["RowKey"])
-            for row in await store.load_partition(instance_id)
-            if row["RowKey"] != STATE_KEY
-        ]
-        for start in range(0, len(keys), MAX_BATCH):
-            await store.delete_rows(instance_id, keys[start : start + MAX_BATCH])
-        try:
-            await store.table.delete_entity(
-                instance_id, STATE_KEY, etag=etag, match_condition=MatchConditions.IfNotModified
-            )
-        except self.engine.storage_errors:
-            return 0
-        await store.delete_blobs(instance_id)
-        self.engine.runners.pop(instance_id, None)
-        return 1
+        for _ in range(_PURGE_ATTEMPTS):
+            if row is None:
+                row = await store.read_state(instance_id)
+            if row is None or not _purgeable(row):
+                return 0
+            blobs = await store.list_blobs(instance_id)
+            etag = str(row.metadata["etag"])
+            rows = await store.load_partition(instance_id)
+            keys = [str(item["RowKey"]) for item in rows if item["RowKey"] != STATE_KEY]
+            touch = {"PartitionKey": instance_id, "RowKey": STATE_KEY}
+            try:
+                for start in range(0, len(keys), MAX_BATCH - 1):
+                    deletes: list[Operation] = [
+                        ("delete", {"PartitionKey": instance_id, "RowKey": key})
+                        for key in keys[start : start + MAX_BATCH - 1]
+                    ]
+                    results = await store.submit(
+                        [("update", touch, if_unchanged(etag, UpdateMode.MERGE)), *deletes]
+                    )
+                    etag = str(results[0]["etag"])
+                await store.table.delete_entity(
+                    instance_id, STATE_KEY, etag=etag, match_condition=MatchConditions.IfNotModified
+                )
+            except (TableTransactionError, ResourceModifiedError, ResourceNotFoundError) as error:
+                logger.debug("Purge of '%s' raced with a change (%s); trying again", instance_id, error)
+                row = None
+                continue
+            await store.delete_blob_names(blobs)
+            self.engine.runners.pop(instance_id, None)
+            return 1
+        return 0
 
     async def _send(self, request: web.Request, kind: str, body: Mapping[str, Any]) -> web.StreamResponse:
         instance_id = request.match_info["instance_id"]
@@ -335,6 +354,11 @@ class DurableApi:
     async def entities(self, request: web.Request) -> web.StreamResponse:
         """Entity operations are not supported."""
         return _problem(501, ENTITIES_UNSUPPORTED)
+
+
+def _purgeable(row: Mapping[str, Any]) -> bool:
+    finished = str(row.get("RuntimeStatus")) in TERMINAL
+    return finished and not row.get("NotifyParent") and not row.get("Reconcile")
 
 
 def _in_range(moment: datetime, earliest: datetime | None, latest: datetime | None) -> bool:

@@ -184,8 +184,12 @@ def take_intake(
     moment = later(state.last_time, now)
     intake = Intake([new_event(EventType.ORCHESTRATOR_STARTED, moment)], moment, state.status)
     delivered: set[int] = set()
-    ordered = sorted(inbox, key=lambda item: (item.kind != EXECUTION_STARTED, item.row_key))
-    for item in ordered[:MAX_INBOX_PER_STEP]:
+    # Start first, then terminate/suspend/resume (so a buffered backlog never hides them), then the rest;
+    # only messages the step consumes count toward its limit (buffered ones stay for a later step).
+    ordered = sorted(inbox, key=lambda item: (_message_rank(item), item.row_key))
+    for item in ordered:
+        if len(intake.inbox) >= MAX_INBOX_PER_STEP:
+            break
         _take_message(state, intake, item, delivered)
     if intake.status != SUSPENDED:
         for timer in sorted(timers, key=lambda timer: timer.due)[:MAX_TIMERS_PER_STEP]:
@@ -193,6 +197,12 @@ def take_intake(
         for result in results:
             _take_result(state, intake, result, delivered)
     return intake
+
+
+def _message_rank(item: InboxItem) -> int:
+    if item.kind == EXECUTION_STARTED:
+        return 0
+    return 1 if item.kind in CONTROL else 2
 
 
 def _live(state: InstanceState, intake: Intake, execution_id: str, task_id: int, delivered: set[int]) -> bool:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
 from devhost.durable.history import completed_id, utc_now
@@ -43,7 +43,7 @@ from devhost.durable.rows import (
     state_entity,
     stored_events,
 )
-from devhost.durable.store import MAX_BATCH, Operation, history_key
+from devhost.durable.store import MAX_BATCH, STATE_KEY, Operation, history_key, if_unchanged
 
 if TYPE_CHECKING:
     from devhost.durable.engine import Engine
@@ -67,6 +67,8 @@ class InstanceRunner:
         self.chunks: dict[str, ChunkItem] = {}
         self.task: asyncio.Task[None] | None = None
         self._added_since_load: set[str] = set()
+        self._loaded_keys: list[str] = []
+        self._stale: list[str] = []
         self._loading = False
 
     # Things arriving.
@@ -89,12 +91,18 @@ class InstanceRunner:
         self.wake()
 
     async def take_chunk(self, chunk: ChunkItem, etag: str) -> None:
-        """Run a work row this process just leased (the instance is loaded first if needed)."""
+        """Run a work row this process just leased (the instance is (re)loaded first if needed)."""
         async with self.lock:
             state = await self._ensure_state()
+            if state is not None and not _covers(state, chunk):
+                # Another process advanced the instance since it was cached here: see its newer tasks.
+                self.invalidate()
+                state = await self._ensure_state()
             self.chunks[chunk.row_key] = chunk
             if state is not None:
                 self.engine.worker.run(self.instance_id, chunk, etag, state)
+            else:
+                self.engine.worker.release_later(self.instance_id, chunk.row_key, etag)
         self.wake()
 
     async def flush(self) -> None:
@@ -201,8 +209,13 @@ class InstanceRunner:
             self.add_timer(timer)
         self.chunks = {chunk.row_key: chunk for chunk, _, _ in loaded.chunks}
         self.state = loaded.state
-        if loaded.stale:
-            self.engine.later(self.engine.store.delete_rows(self.instance_id, loaded.stale))
+        self._stale = loaded.stale
+        self._loaded_keys = [
+            *(item.row_key for item in loaded.inbox),
+            *self.timers,
+            *self.chunks,
+            *loaded.stale,
+        ]
         if loaded.state is not None:
             self._offer_orphan_chunks(loaded.chunks)
         return loaded.state
@@ -220,6 +233,11 @@ class InstanceRunner:
         if state is None:
             await self._drop_orphans()
             return False
+        if self._stale:
+            # Rows of other executions: deleted only while the instance row is as loaded (ETag-checked).
+            await self.delete_guarded(state, self._stale)
+            self._stale = []
+            return True
         if state.reconcile:
             await self.engine.reconcile(self, state)
             return True
@@ -230,43 +248,53 @@ class InstanceRunner:
         due = [timer for timer in self.timers.values() if timer.due <= now]
         intake = take_intake(state, list(self.inbox.values()), due, list(self.results.values()), now)
         if len(intake.events) == 1 and not intake.replay:
-            dropped = await self._drop(state, intake)
-            await self._delete_finished_chunks(state)
-            return dropped
+            return await self._drop(state, intake)
         plan, prepared = await self.engine.replay(state, intake)
         await self._commit(state, intake, plan, prepared)
         return True
 
     async def _drop(self, state: InstanceState, intake: Intake) -> bool:
-        # Messages that mean nothing any more (stale execution, duplicate, finished instance) are deleted
-        # with an ETag check of the instance row, so a start message of a newer execution is never lost.
+        # Messages that mean nothing any more (stale execution, duplicate, finished instance) and work rows
+        # whose tasks are done are deleted with an ETag check of the instance row: a stale view never
+        # deletes a newer execution's start message or a chunk of tasks it does not know about.
         for result in intake.results:
             self.results.pop((result.execution_id, result.task_id), None)
+        finished = [key for key in self._finished_chunks(state, None, None) if not self._running(key)]
         keys = [item.row_key for item in intake.inbox] + [timer.row_key for timer in intake.timers]
-        if not keys:
+        if not keys and not finished:
             return bool(intake.results)
-        touch = {
-            "mode": UpdateMode.MERGE,
-            "etag": state.etag,
-            "match_condition": MatchConditions.IfNotModified,
-        }
-        deletes: list[Operation] = [
-            ("delete", {"PartitionKey": self.instance_id, "RowKey": key}) for key in keys
-        ]
-        results = await self.engine.store.submit(
-            [("update", {"PartitionKey": self.instance_id, "RowKey": "s"}, touch), *deletes]
-        )
-        state.etag = str(results[0]["etag"])
+        await self.delete_guarded(state, [*keys, *finished])
         for key in keys:
             self.inbox.pop(key, None)
             self.timers.pop(key, None)
+        for key in finished:
+            self.chunks.pop(key, None)
+            self.engine.worker.forget(self.instance_id, key)
         return True
 
+    async def delete_guarded(self, state: InstanceState, keys: Sequence[str]) -> None:
+        """Delete rows of the instance in batches that each touch its row ETag-conditionally (chained)."""
+        store = self.engine.store
+        for start in range(0, len(keys), MAX_BATCH - 1):
+            deletes: list[Operation] = [
+                ("delete", {"PartitionKey": self.instance_id, "RowKey": key})
+                for key in keys[start : start + MAX_BATCH - 1]
+            ]
+            touch = {"PartitionKey": self.instance_id, "RowKey": STATE_KEY}
+            results = await store.submit(
+                [("update", touch, if_unchanged(state.etag, UpdateMode.MERGE)), *deletes]
+            )
+            state.etag = str(results[0]["etag"])
+
     async def _drop_orphans(self) -> None:
-        # The instance does not exist (purged, or never created): its leftover rows mean nothing.
-        keys = [*self.inbox, *self.timers, *self.chunks]
-        self.inbox.clear()
-        self.timers.clear()
+        # The instance does not exist (purged, or never created): the rows seen missing it mean nothing.
+        # Rows that arrived after that load (say, the start message of an instance created since) are kept.
+        keys = [key for key in self._loaded_keys if key not in self._added_since_load]
+        self._loaded_keys = []
+        self._stale = []
+        for key in keys:
+            self.inbox.pop(key, None)
+            self.timers.pop(key, None)
         self.results.clear()
         for key in list(self.chunks):
             self.engine.worker.forget(self.instance_id, key)
@@ -285,14 +313,6 @@ class InstanceRunner:
             for key, chunk in self.chunks.items()
             if chunk.execution_id != state.execution_id or not still_open.intersection(chunk.task_ids)
         ]
-
-    async def _delete_finished_chunks(self, state: InstanceState) -> None:
-        finished = [key for key in self._finished_chunks(state, None, None) if not self._running(key)]
-        for key in finished:
-            self.chunks.pop(key, None)
-            self.engine.worker.forget(self.instance_id, key)
-        if finished:
-            await self.engine.store.delete_rows(self.instance_id, finished)
 
     def _running(self, row_key: str) -> bool:
         held = self.engine.worker.held.get((self.instance_id, row_key))
@@ -329,22 +349,27 @@ class InstanceRunner:
         operations += [("create", entity) for entity, _ in created]
         after.reconcile = bool(overflow) or any(task.kind == "suborchestration" for task in plan.new_tasks)
         entity = await state_entity(store, after)
-        update = {
-            "mode": UpdateMode.REPLACE,
-            "etag": state.etag,
-            "match_condition": MatchConditions.IfNotModified,
-        }
-        results = await store.submit([("update", entity, update), *operations])
+        results = await store.submit([("update", entity, if_unchanged(state.etag)), *operations])
         after.etag = str(results[0]["etag"])
         self._apply(state, after, intake, plan, prepared, consumed, finished)
         if renewal is not None:
-            self.inbox[start_item.row_key] = start_item
+            # The old execution's rows: it has ended for good (execution ids never come back).
             self.engine.later(store.delete_rows(self.instance_id, [*deferred, *self._history_keys(state)]))
+            self.inbox[start_item.row_key] = start_item
         elif deferred:
-            self.engine.later(store.delete_rows(self.instance_id, deferred))
+            await self._delete_after_commit(after, deferred)
         self._dispatch(after, created, results[len(results) - len(created) :])
         if plan.terminal:
             self._finish(after)
+
+    async def _delete_after_commit(self, state: InstanceState, keys: list[str]) -> None:
+        # Finished chunks beyond the step's batch; a lost race only leaves them for a later step.
+        try:
+            await self.delete_guarded(state, keys)
+        except TableTransactionError as error:
+            if error.status_code not in _CONFLICTS:
+                raise
+            self.invalidate()
 
     def _history_keys(self, state: InstanceState) -> list[str]:
         return [history_key(state.execution_id, step) for step in range(state.steps)]
@@ -480,11 +505,26 @@ class InstanceRunner:
             row = new_chunk_row(self.instance_id, state.execution_id, group, "", EPOCH)
             rows.append((row, ChunkItem(str(row["RowKey"]), state.execution_id, group)))
         for start in range(0, len(rows), MAX_BATCH):
-            batch = rows[start : start + MAX_BATCH]
-            results = await self.engine.store.submit(
-                [("upsert", row, {"mode": UpdateMode.REPLACE}) for row, _ in batch]
-            )
-            self._dispatch(state, batch, results)
+            await self._create_rows(state, rows[start : start + MAX_BATCH])
+
+    async def _create_rows(
+        self, state: InstanceState, batch: list[tuple[dict[str, Any], ChunkItem | None]]
+    ) -> None:
+        # Create, never replace: a row another process wrote meanwhile (with its lease) stays as it is.
+        store = self.engine.store
+        try:
+            results = await store.submit([("create", row) for row, _ in batch])
+        except TableTransactionError as error:
+            if error.status_code != 409:
+                raise
+            for item in batch:
+                try:
+                    metadata = await store.table.create_entity(item[0])
+                except ResourceExistsError:
+                    continue
+                self._dispatch(state, [item], [metadata])
+            return
+        self._dispatch(state, batch, results)
 
     async def _notify_parent(self, state: InstanceState) -> None:
         parent = state.parent
@@ -503,3 +543,10 @@ class InstanceRunner:
         if state.status == TERMINATED:
             reason = f"The sub-orchestration '{state.instance_id}' was terminated: {reason}"
         return SUB_FAILED, {"TaskScheduledId": parent.task_id, "Reason": reason, "Details": ""}
+
+
+def _covers(state: InstanceState, chunk: ChunkItem) -> bool:
+    """Say whether the cached state knows every task of a work row (else it is older than the row)."""
+    return chunk.execution_id == state.execution_id and all(
+        task in state.scheduled for task in chunk.task_ids
+    )

@@ -11,7 +11,7 @@ inbox/timer/work rows it consumes and the timer/work rows it creates. Row keys:
 - `t-<execution>-<sequence>`: durable timers, with their due time
 - `w-<execution>-<first sequence>`: a chunk of scheduled activities, with a lease (owner, lockedUntil)
 
-JSON documents longer than fit in a row spill to `<hub>-largemessages/<instance>/<uuid>`.
+JSON documents longer than fit in a row spill to `<hub>-largemessages/<instance id as hex>/<uuid>`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableEntity
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 from azure.data.tables.aio import TableClient
 from azure.storage.blob.aio import ContainerClient
 
@@ -63,6 +64,16 @@ def work_key(execution_id: str, first_task_id: int) -> str:
 def inbox_key() -> str:
     """A new inbox row key; keys sort in arrival order (time first), ties broken by a random suffix."""
     return f"{INBOX_PREFIX}{uuid.uuid1().time:020d}-{uuid.uuid4().hex[:8]}"
+
+
+def blob_folder(instance_id: str) -> str:
+    """The blob prefix of an instance's large messages (its id hex-encoded: no id is another's prefix)."""
+    return f"{instance_id.encode('utf-8').hex()}/"
+
+
+def if_unchanged(etag: str, mode: UpdateMode = UpdateMode.REPLACE) -> dict[str, Any]:
+    """The keyword arguments of a batch update that applies only while the row still has `etag`."""
+    return {"mode": mode, "etag": etag, "match_condition": MatchConditions.IfNotModified}
 
 
 def execution_of(row_key: str) -> str:
@@ -123,7 +134,7 @@ class TaskHubStore:
         if text is None:
             return
         if len(text) > limit:
-            name = f"{instance_id}/{uuid.uuid4().hex}"
+            name = f"{blob_folder(instance_id)}{uuid.uuid4().hex}"
             await self.container.upload_blob(name, text.encode("utf-8"), overwrite=True)
             self._remember(name, text)
             entity[f"{prefix}{BLOB_PROPERTY}"] = name
@@ -199,12 +210,23 @@ class TaskHubStore:
 
     async def delete_rows(self, instance_id: str, row_keys: Sequence[str]) -> None:
         """Delete rows of one instance, in batches; rows already gone are fine (best effort, idempotent)."""
-        for row_key in row_keys:
-            await self.table.delete_entity(instance_id, row_key)
+        for start in range(0, len(row_keys), MAX_BATCH):
+            batch = row_keys[start : start + MAX_BATCH]
+            try:
+                await self.submit([("delete", {"PartitionKey": instance_id, "RowKey": key}) for key in batch])
+            except TableTransactionError as error:
+                if error.status_code != 404:
+                    raise
+                for row_key in batch:  # some were gone already: one by one (a missing row is no error)
+                    await self.table.delete_entity(instance_id, row_key)
 
-    async def delete_blobs(self, instance_id: str) -> None:
-        """Delete the instance's large messages."""
-        names = [blob.name async for blob in self.container.list_blobs(name_starts_with=f"{instance_id}/")]
+    async def list_blobs(self, instance_id: str) -> list[str]:
+        """The names of the instance's large messages."""
+        prefix = blob_folder(instance_id)
+        return [blob.name async for blob in self.container.list_blobs(name_starts_with=prefix)]
+
+    async def delete_blob_names(self, names: Sequence[str]) -> None:
+        """Delete large messages by name (ones already gone are fine)."""
         for name in names:
             with contextlib.suppress(ResourceNotFoundError):
                 await self.container.delete_blob(name)

@@ -100,6 +100,15 @@ class ActivityWorker:
             held.remaining += 1
             self.active += 1
             self._spawn(self._run_activity(held, task_id, event), f"activity {event.get('Name')} {task_id}")
+        if held.remaining == 0:
+            # Nothing of it is open (any more): hand the lease back rather than sit on the row.
+            self.held.pop((instance_id, chunk.row_key), None)
+            self.release_later(instance_id, chunk.row_key, etag)
+
+    def release_later(self, instance_id: str, row_key: str, etag: str) -> None:
+        """Give back the lease of a work row this process will not run (in the background)."""
+        held = HeldChunk(instance_id, ChunkItem(row_key, "", ()), etag)
+        self.engine.later(self._renew(held, EPOCH))
 
     def offer(self, instance_id: str, chunk: ChunkItem, etag: str) -> None:
         """Queue an unleased (or expired) work row; it is claimed when there is room."""

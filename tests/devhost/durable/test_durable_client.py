@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from azure.data.tables import TableClient
+
 from devhost import Host
-from tests.devhost.durable.support import Driver, serve
+from devhost.azurite import Azurite
+from devhost.durable.store import inbox_key
+from tests.devhost.durable.support import CONFORMANCE, Driver, serve
 
 
 def test_a_running_instance_id_is_refused_and_a_finished_one_can_start_again(conformance: Host) -> None:
@@ -179,3 +186,70 @@ def test_restart_runs_the_orchestrator_again_with_its_input(conformance: Host) -
     status, same, final = seen["same"]
     assert status == 200 and same and final["runtimeStatus"] == "Completed" and final["output"] == 90
     assert seen["missing"][0] == 409 and "No instance" in seen["missing"][1]["error"]
+
+
+def test_a_suspended_instance_with_a_backlog_of_events_resumes_and_terminates(
+    conformance: Host, load_host: Callable[..., Host], azurite: Azurite, hub: str
+) -> None:
+    """More events wait than one step takes: resume and terminate still act, and a burst still ends."""
+    seen: dict[str, Any] = {}
+    backlog = 45  # more than one step's inbox limit (40)
+
+    async def scenario(driver: Driver) -> None:
+        resumed, terminated, later = [(await driver.start("collect", backlog))["id"] for _ in range(3)]
+        for instance in (resumed, terminated, later):
+            await driver.wait(instance, until=("Running",))
+            await driver.client("suspend", instance_id=instance, reason="hold")
+            await driver.wait(instance, until=("Suspended",))
+            await asyncio.gather(
+                *(
+                    driver.client("raise_event", instance_id=instance, event="item", data=number)
+                    for number in range(backlog)
+                )
+            )
+        await driver.client("resume", instance_id=resumed, reason="go")
+        await driver.client("terminate", instance_id=terminated, reason="stop")
+        seen["resumed"] = await driver.wait(resumed)
+        seen["terminated"] = await driver.wait(terminated)
+        seen["later"] = later
+
+    serve(conformance, scenario)
+    assert seen["resumed"]["runtimeStatus"] == "Completed"
+    assert sorted(seen["resumed"]["output"]) == list(range(backlog))
+    assert seen["terminated"]["runtimeStatus"] == "Terminated" and seen["terminated"]["output"] == "stop"
+    conformance.close()
+    # A resume written while no devhost runs, behind the backlog: a burst carries the instance to the end.
+    later = seen["later"]
+    with TableClient.from_connection_string(azurite.connection_string, f"{hub}Instances") as table:
+        table.create_entity(
+            {
+                "PartitionKey": later,
+                "RowKey": inbox_key(),
+                "Kind": "Resume",
+                "ExecutionId": "",
+                "D0": json.dumps({"Reason": "go"}),
+            }
+        )
+        result = load_host(CONFORMANCE, TEST_HUB=hub).run_burst_sync(timeout=60)
+        assert result.failures == 0
+        assert table.get_entity(later, "s")["RuntimeStatus"] == "Completed"
+
+
+def test_a_purge_skips_an_instance_with_a_follow_up_pending(
+    conformance: Host, azurite: Azurite, hub: str
+) -> None:
+    """A finished instance that still has to notify its parent (or reconcile) is not purged yet."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        instance = (await driver.run("hello_sequence"))["instanceId"]
+        with TableClient.from_connection_string(azurite.connection_string, f"{hub}Instances") as table:
+            for flag in ("NotifyParent", "Reconcile"):
+                table.update_entity({"PartitionKey": instance, "RowKey": "s", flag: True})
+                seen[flag] = await driver.client("purge", instance_id=instance)
+                table.update_entity({"PartitionKey": instance, "RowKey": "s", flag: False})
+        seen["purged"] = await driver.client("purge", instance_id=instance)
+
+    serve(conformance, scenario)
+    assert seen["NotifyParent"] == (200, 0) and seen["Reconcile"] == (200, 0)
+    assert seen["purged"] == (200, 1)

@@ -153,3 +153,51 @@ def test_restart_after_a_clean_stop_resumes_a_fan_out(load_host: Callable[..., H
 
     serve(load_host(CONFORMANCE, TEST_HUB=hub), finish)
     assert seen["final"]["runtimeStatus"] == "Completed" and seen["final"]["output"] == 60
+
+
+def rounds_total(rounds: int, width: int) -> int:
+    return sum(2 * (r * 1000 + n) for r in range(rounds) for n in range(width))
+
+
+def test_two_devhosts_run_a_multi_step_orchestration_without_losing_activities(
+    start_devhost: Callable[..., DevhostProcess],
+) -> None:
+    """Steps commit in both processes, so each one's cached state goes stale: no chunk may be lost."""
+    first = start_devhost(SLOW_ACTIVITY_SECONDS="0.01")
+    second = start_devhost(SLOW_ACTIVITY_SECONDS="0.01")
+    instances = [start(first, "rounds", {"rounds": 6, "width": 30}) for _ in range(3)]
+    for instance in instances:
+        final = wait(second, instance, timeout=60)
+        assert final["runtimeStatus"] == "Completed"
+        assert final["output"]["total"] == rounds_total(6, 30)
+    assert first.count("Executed 'tagged'") > 0 and second.count("Executed 'tagged'") > 0
+
+
+def test_reconciling_never_takes_over_a_work_row_another_process_leased(
+    conformance: Host, azurite: Azurite, hub: str
+) -> None:
+    """Missing rows are created, never upserted: an existing row keeps its owner and lease."""
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        instance = (await driver.start("busy_fan_out", {"count": 1, "seconds": 1.5}))["id"]
+        await driver.wait(instance, until=("Running",))
+        assert conformance.runtime is not None
+        engine = conformance.runtime.services["durable"].engine  # type: ignore[attr-defined]
+        runner = engine.runner(instance)
+        await driver.wait_for(lambda: _has_chunk(runner))
+        key = next(iter(runner.chunks))
+        with TableClient.from_connection_string(azurite.connection_string, f"{hub}Instances") as table:
+            table.update_entity({"PartitionKey": instance, "RowKey": key, "Owner": "elsewhere"})
+            runner.chunks.clear()  # as if the row appeared after this process loaded the instance
+            await runner.create_missing_rows(runner.state)
+            seen["owner"] = table.get_entity(instance, key)["Owner"]
+        seen["final"] = await driver.wait(instance)
+
+    serve(conformance, scenario)
+    assert seen["owner"] == "elsewhere"
+    assert seen["final"]["runtimeStatus"] == "Completed" and seen["final"]["output"] == 1
+
+
+async def _has_chunk(runner: Any) -> bool:
+    return bool(runner.chunks)

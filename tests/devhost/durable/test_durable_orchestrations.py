@@ -7,10 +7,12 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from azure.data.tables import TableClient
 from azure.storage.blob import ContainerClient
 
 from devhost import Host
 from devhost.azurite import Azurite
+from devhost.durable.store import blob_folder
 from tests.devhost.durable.support import Driver, events_of, serve
 
 
@@ -328,15 +330,27 @@ def test_large_inputs_outputs_and_custom_status_spill_to_blobs(conformance: Host
         seen["final"] = await driver.wait(started["id"])
         seen["history"] = await driver.sdk_status(started["id"], history=True)
         seen["id"] = started["id"]
+        seen["blobs"] = blob_names(started["id"])
+        seen["purged"] = await driver.client("purge", instance_id=started["id"])
 
+    def blob_names(instance_id: str) -> list[str]:
+        with ContainerClient.from_connection_string(azurite.connection_string, container) as blobs:
+            return list(blobs.list_blob_names(name_starts_with=blob_folder(instance_id)))
+
+    container = f"{conformance.environ['TEST_HUB'].lower()}-largemessages"
     serve(conformance, scenario)
     assert seen["final"]["runtimeStatus"] == "Completed"
     assert seen["final"]["output"] == payload + payload + "!"
     assert seen["final"]["customStatus"] == payload[:40_000]
     assert events_of(seen["history"], "TaskCompleted")[0]["Result"] == payload + payload
-    container = f"{conformance.environ['TEST_HUB'].lower()}-largemessages"
-    with ContainerClient.from_connection_string(azurite.connection_string, container) as blobs:
-        assert list(blobs.list_blob_names(name_starts_with=f"{seen['id']}/"))
+    assert seen["blobs"]
+    # A purge leaves nothing behind: no row in the instance's partition, no blob in its folder.
+    assert seen["purged"] == (200, 1)
+    assert blob_names(seen["id"]) == []
+    with TableClient.from_connection_string(
+        azurite.connection_string, f"{conformance.environ['TEST_HUB']}Instances"
+    ) as table:
+        assert list(table.query_entities(f"PartitionKey eq '{seen['id']}'")) == []
 
 
 def test_steps_larger_than_one_batch(conformance: Host) -> None:

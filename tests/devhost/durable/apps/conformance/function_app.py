@@ -435,3 +435,17 @@ def uses_entity(context: df.DurableOrchestrationContext):
 def counter_entity(context: df.DurableEntityContext) -> None:
     """An entity (devhost lists it as not loaded)."""
     context.set_result(context.get_state(lambda: 0))
+
+
+@app.orchestration_trigger(context_name="context")
+def rounds(context: df.DurableOrchestrationContext):
+    """Fan out to `tagged` `width` times in `rounds` rounds, one round after another; sum and report pids."""
+    spec = context.get_input()
+    total = 0
+    pids: set[int] = set()
+    for round_number in range(spec["rounds"]):
+        numbers = [round_number * 1000 + n for n in range(spec["width"])]
+        results = yield context.task_all([context.call_activity("tagged", number) for number in numbers])
+        total += sum(result[0] for result in results)
+        pids.update(result[1] for result in results)
+    return {"total": total, "pids": sorted(pids)}
