@@ -181,13 +181,13 @@ def _shown(value: str) -> str:
     return value[: MESSAGE_VALUE_CHARS - 1] + "…"
 
 
-def _none_positions(values: list[Any]) -> list[int]:
-    """Return the offsets of None in values, scanning in C."""
+def _positions(items: list[Any], target: object) -> list[int]:
+    """Return the offsets of `target` (None or True) in items, scanning in C."""
     positions: list[int] = []
     index = -1
     try:
         while True:
-            index = values.index(None, index + 1)
+            index = items.index(target, index + 1)
             positions.append(index)
     except ValueError:
         return positions
@@ -448,18 +448,6 @@ def _fixed(text: str) -> Callable[[Any], str]:
     return detail
 
 
-def _true_positions(flags: list[Any]) -> list[int]:
-    """Return the offsets of True in flags, scanning in C."""
-    positions: list[int] = []
-    index = -1
-    try:
-        while True:
-            index = flags.index(True, index + 1)
-            positions.append(index)
-    except ValueError:
-        return positions
-
-
 def _bound_constraints(item: Field) -> list[_Constraint]:
     key = order_key(item.type)
     # Naive and aware datetimes (and times) only compare through their order key.
@@ -514,7 +502,7 @@ def _bound_check(
             values = list(map(key, values))
         if holds(extreme(values), limit):
             return []
-        return _true_positions(list(map(breaks, values, repeat(limit))))
+        return _positions(list(map(breaks, values, repeat(limit))), True)
 
     return check
 
@@ -550,7 +538,7 @@ def _length_check(
         lengths = list(map(len, values))
         if not breaks(extreme(lengths), limit):
             return []
-        return _true_positions(list(map(breaks, lengths, repeat(limit))))
+        return _positions(list(map(breaks, lengths, repeat(limit))), True)
 
     return check
 
@@ -563,7 +551,7 @@ def _pattern_constraint(item: Field) -> list[_Constraint]:
 
     def check(values: list[Any]) -> list[int]:
         matches = list(map(fullmatch, values))
-        return _none_positions(matches) if None in matches else []
+        return _positions(matches, None) if None in matches else []
 
     text = f'does not match the pattern "{pattern}"'
     return [_Constraint("pattern", check, lambda value: fullmatch(value) is not None, _fixed(text))]
@@ -581,7 +569,7 @@ def _enum_constraint(item: Field) -> list[_Constraint]:
     def check(values: list[Any]) -> list[int]:
         if allowed.issuperset(values):
             return []
-        return _true_positions(list(map(allowed.isdisjoint, map(_single, values))))
+        return _positions(list(map(allowed.isdisjoint, map(_single, values))), True)
 
     text = f"is not one of the allowed values: {listed}"
     return [_Constraint("enum", check, allowed.__contains__, _fixed(text))]
@@ -653,7 +641,7 @@ class _FieldRule:
             problems = [(positions[offset], code, detail) for offset, code, detail in problems]
         if self.required:
             problems.extend(
-                (offset, "required", "") for offset in _true_positions(list(map(operator.not_, flags)))
+                (offset, "required", "") for offset in _positions(list(map(operator.not_, flags)), True)
             )
         return full, problems
 
@@ -664,7 +652,7 @@ class _FieldRule:
         if typed is None:
             typed = list(map(self.safe_reader, cells))
         if None in typed:
-            suspects = _none_positions(typed)
+            suspects = _positions(typed, None)
             flags = _parsed_flags(typed)
             positions = list(compress(range(len(typed)), flags))
             present = list(compress(typed, flags))
