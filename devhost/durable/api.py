@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
@@ -27,6 +26,7 @@ from devhost.durable.instance import (
     TERMINAL,
     TERMINATE,
     InstanceState,
+    instance_id_problem,
 )
 from devhost.durable.replay import ENTITIES_UNSUPPORTED
 from devhost.durable.rows import load_instance, state_from_row
@@ -41,9 +41,6 @@ logger = logging.getLogger("devhost")
 WEBHOOK_PATH = "/runtime/webhooks/durabletask"
 INSTANCE_PLACEHOLDER = "INSTANCEID"
 _ACTIVE = ("Pending", "Running", "Suspended", "ContinuedAsNew")
-# The characters DurableTask forbids in instance ids (they cannot be table keys), and control characters.
-_BAD_INSTANCE_ID = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
-_MAX_INSTANCE_ID = 256
 _PURGE_ATTEMPTS = 3
 
 
@@ -85,15 +82,6 @@ def client_binding_json(base_url: str, hub: str, connection: str) -> str:
             "rpcBaseUrl": f"{webhooks}/",
         }
     )
-
-
-def instance_id_problem(instance_id: str) -> str | None:
-    """Say what is wrong with an instance id, or None when it is usable."""
-    if not instance_id or len(instance_id) > _MAX_INSTANCE_ID:
-        return f"Instance IDs must be 1-{_MAX_INSTANCE_ID} characters long."
-    if _BAD_INSTANCE_ID.search(instance_id):
-        return "Instance IDs must not contain /, \\, #, ? or control characters."
-    return None
 
 
 def _json_value(text: str | None) -> Any:
@@ -305,7 +293,10 @@ class DurableApi:
             return _problem(
                 410, f"Instance with ID '{instance_id}' is gone: it is {row.get('RuntimeStatus')}."
             )
-        await self.engine.send(instance_id, kind, "", body)
+        # Stamped with the run it is meant for: a restart of the id in between makes the new run drop it.
+        execution_id = str(row.get("ExecutionId") or "")
+        generation = str(row.get("Generation") or "")
+        await self.engine.send(instance_id, kind, execution_id, body, generation)
         return web.Response(status=202)
 
     async def raise_event(self, request: web.Request) -> web.StreamResponse:

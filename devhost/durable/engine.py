@@ -36,9 +36,10 @@ from devhost.durable.instance import (
     ParentLink,
     Plan,
     build_plan,
+    instance_id_problem,
 )
 from devhost.durable.options import DurableOptions
-from devhost.durable.replay import ReplayOutcome, prepare_event, replay
+from devhost.durable.replay import ReplayOutcome, prepare_event, replay, sdk_version_problem
 from devhost.durable.rows import (
     as_utc,
     chunk_from_row,
@@ -103,6 +104,10 @@ class Engine:
         """Create the task hub's storage, pick up what earlier runs left, and start the background loops."""
         # The SDK warns on completions it buffers (an event raised before anyone waits for it): expected here.
         warnings.filterwarnings("ignore", message="Potential duplicate Task completion", category=UserWarning)
+        problem = sdk_version_problem()
+        if problem is not None:
+            logger.error("Durable Functions not started: %s", problem)
+            raise RuntimeError(problem)
         await self.store.ensure()
         self.started = True
         if self.runtime.burst:
@@ -279,11 +284,13 @@ class Engine:
         runner.add_inbox(item)
         return Created(execution_id=execution_id)
 
-    async def send(self, instance_id: str, kind: str, execution_id: str, body: Mapping[str, Any]) -> None:
+    async def send(
+        self, instance_id: str, kind: str, execution_id: str, body: Mapping[str, Any], generation: str = ""
+    ) -> None:
         """Write a message to an instance's inbox and wake its runner."""
         self._in_flight += 1
         try:
-            row, item = await new_inbox_row(self.store, instance_id, kind, execution_id, body)
+            row, item = await new_inbox_row(self.store, instance_id, kind, execution_id, body, generation)
             await self.store.table.create_entity(row)
             self.runner(instance_id).add_inbox(item)
         finally:
@@ -296,12 +303,18 @@ class Engine:
             event = state.scheduled[task_id]
             child = str(event.get("InstanceId"))
             link = ParentLink(state.instance_id, state.execution_id, task_id)
-            created = await self.create_instance(
-                child, str(event.get("Name")), event.get("Input"), str(event.get("Version") or ""), link
-            )
-            if created.conflict_status is not None:
-                status = created.conflict_status
-                reason = f"An orchestration with instance ID '{child}' already exists and is {status}"
+            problem = instance_id_problem(child)
+            reason = None
+            if problem is not None:
+                reason = f"The sub-orchestration instance ID '{child}' is not valid: {problem}"
+            else:
+                created = await self.create_instance(
+                    child, str(event.get("Name")), event.get("Input"), str(event.get("Version") or ""), link
+                )
+                if created.conflict_status is not None:
+                    status = created.conflict_status
+                    reason = f"An orchestration with instance ID '{child}' already exists and is {status}"
+            if reason is not None:
                 await self.send(
                     state.instance_id,
                     SUB_FAILED,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,11 +49,23 @@ RESUME = "Resume"
 SUB_COMPLETED = "SubOrchestrationCompleted"
 SUB_FAILED = "SubOrchestrationFailed"
 CONTROL = frozenset({TERMINATE, SUSPEND, RESUME})
+# The characters DurableTask forbids in instance ids (they cannot be table keys), and control characters.
+_BAD_INSTANCE_ID = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+_MAX_INSTANCE_ID = 256
 # Bounds per step so the step's batch stays within 100 operations.
 MAX_INBOX_PER_STEP = 40
 MAX_TIMERS_PER_STEP = 20
 CHUNKS_PER_FAN_OUT = 25
 MAX_CHUNK = 200
+
+
+def instance_id_problem(instance_id: str) -> str | None:
+    """Say what is wrong with an instance id, or None when it is usable."""
+    if not instance_id or len(instance_id) > _MAX_INSTANCE_ID:
+        return f"Instance IDs must be 1-{_MAX_INSTANCE_ID} characters long."
+    if _BAD_INSTANCE_ID.search(instance_id):
+        return "Instance IDs must not contain /, \\, #, ? or control characters."
+    return None
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,9 @@ class InboxItem:
     kind: str
     execution_id: str
     body: Mapping[str, Any]
+    # Events and control messages from the client carry the generation they were sent to.
+    generation: str = ""
+    blob: str = ""  # the large-message blob holding the body, if any
 
 
 @dataclass(frozen=True)
@@ -122,6 +138,11 @@ class InstanceState:
     steps: int = 0
     reconcile: bool = False
     notify_parent: bool = False
+    # The first execution id of this run of the instance id: continue_as_new keeps it, a restart renews it.
+    generation: str = ""
+    # Large input/output/custom status: document name -> (blob name, text), reused while the text is the same.
+    blobs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    history_blobs: list[str] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     prepared: list[Any] = field(default_factory=list)
     scheduled: dict[int, Event] = field(default_factory=dict)
@@ -218,6 +239,9 @@ def _live(state: InstanceState, intake: Intake, execution_id: str, task_id: int,
 def _take_message(state: InstanceState, intake: Intake, item: InboxItem, delivered: set[int]) -> None:
     if intake.status in TERMINAL:
         intake.inbox.append(item)
+        return
+    if item.generation and state.generation and item.generation != state.generation:
+        intake.inbox.append(item)  # sent to an earlier run of this instance id (it was restarted since)
         return
     if item.kind in CONTROL:
         _take_control(state, intake, item)

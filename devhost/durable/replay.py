@@ -9,8 +9,10 @@ so history events carry exactly the ids the SDK expects when their results come 
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import traceback
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,30 @@ _CONTINUE_AS_NEW = 4
 _UNSUPPORTED_ACTIONS = {7: ENTITIES_UNSUPPORTED, 8: CALL_HTTP_UNSUPPORTED, 9: ENTITIES_UNSUPPORTED}
 _ERROR_MARKER = "\n\n$OutOfProcData$:"
 _RETRY_TIMER = "-WithRetry timer"
+# The replay hooks below use the SDK's internals (the context's `_add_to_open_tasks`, `_histories`, ...),
+# as azure-functions-durable 1.7 has them; other versions are refused rather than misread.
+SDK_PACKAGE = "azure-functions-durable"
+SDK_SERIES = "1.7."
+# Schedule actions in the state JSON (ActionType): what each schedules, and whether it retries.
+_SCHEDULE_ACTIONS = {
+    0: ("activity", False),
+    1: ("activity", True),
+    2: ("suborchestration", False),
+    3: ("suborchestration", True),
+    5: ("timer", False),
+}
+
+
+def sdk_version_problem(version: str | None = None) -> str | None:
+    """Say why the installed Durable SDK cannot be driven by devhost (None when it is a 1.7.x)."""
+    found = version if version is not None else importlib.metadata.version(SDK_PACKAGE)
+    if found.startswith(SDK_SERIES):
+        return None
+    return (
+        f"devhost's Durable Functions support drives {SDK_PACKAGE} {SDK_SERIES}x through its replay "
+        f"internals, but {found} is installed: install {SDK_PACKAGE}~={SDK_SERIES}0 to run orchestrations "
+        "with devhost"
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +114,8 @@ class PlannedTask:
     version: str | None = None
     # Set when a retry's timeout has expired: the attempt fails at once with this (reason, details).
     skip: tuple[str, str] | None = None
+    # Part of a call_*_with_retry: an attempt or the timer before one.
+    retry: bool = False
 
     def describe(self) -> str:
         """Say in words what this task is, for nondeterminism errors."""
@@ -110,11 +138,6 @@ class ReplayOutcome:
     new_input: str | None = None
     tasks: dict[int, PlannedTask] = field(default_factory=dict)
     resolved_waits: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        """Say whether the orchestration failed (error, nondeterminism or an unsupported feature)."""
-        return self.error is not None
 
 
 class _Recorder:
@@ -151,8 +174,11 @@ class _Recorder:
         return self._plan_action(task.id, action)
 
     def _plan_action(self, task_id: int, action: Any, skip: tuple[str, str] | None = None) -> PlannedTask:
+        retry = isinstance(action, CallActivityWithRetryAction | CallSubOrchestratorWithRetryAction)
         if isinstance(action, CallActivityAction | CallActivityWithRetryAction):
-            return PlannedTask(task_id, "activity", name=action.function_name, input=action.input_, skip=skip)
+            return PlannedTask(
+                task_id, "activity", name=action.function_name, input=action.input_, skip=skip, retry=retry
+            )
         if isinstance(action, CallSubOrchestratorAction | CallSubOrchestratorWithRetryAction):
             return PlannedTask(
                 task_id,
@@ -162,6 +188,7 @@ class _Recorder:
                 instance_id=action.instance_id,
                 version=action.version,
                 skip=skip,
+                retry=retry,
             )
         if isinstance(action, CreateTimerAction):
             fire_at = action.fire_at
@@ -187,8 +214,8 @@ class _Recorder:
             first = self._first_attempt.get(id(retry), now)
             if policy.timeout is not None and now >= first + policy.timeout:
                 self._exhausted.add(id(retry))
-                return PlannedTask(task.id, "timer", fire_at=now)
-            return PlannedTask(task.id, "timer", fire_at=now + policy.delay(retry.num_attempts))
+                return PlannedTask(task.id, "timer", fire_at=now, retry=True)
+            return PlannedTask(task.id, "timer", fire_at=now + policy.delay(retry.num_attempts), retry=True)
         skip = None
         if id(retry) in self._exhausted:
             # The attempt fails at once with the last real failure (the SDK counts attempts to its maximum).
@@ -239,7 +266,47 @@ def replay(
     unsupported = recorder.unsupported or _unsupported_action(state)
     if unsupported is not None:
         outcome.error, outcome.details = unsupported, None
+    elif outcome.error is None and not outcome.continue_as_new:
+        outcome.error = protocol_mismatch(state, recorder.tasks)
     return outcome
+
+
+def protocol_mismatch(state: Mapping[str, Any], tasks: Mapping[int, PlannedTask]) -> str | None:
+    """Cross-check the tasks seen through the SDK's internals against the schedule actions it returned.
+
+    The actions (the public protocol) list every activity, sub-orchestration and timer the orchestrator
+    scheduled, completed ones included; a retried call is one action for all its attempts and timers.
+    """
+    listed: Counter[tuple[str, str]] = Counter()
+    listed_retries: set[tuple[str, str]] = set()
+    for action in _flat_actions(state):
+        spec = _SCHEDULE_ACTIONS.get(int(action.get("actionType", -1)))
+        if spec is None:
+            continue
+        kind, retry = spec
+        key = (kind, "" if kind == "timer" else str(action.get("functionName")))
+        if retry:
+            listed_retries.add(key)
+        else:
+            listed[key] += 1
+    seen = Counter((task.kind, task.name) for task in tasks.values() if not task.retry)
+    seen_retries = {(task.kind, task.name) for task in tasks.values() if task.retry and task.kind != "timer"}
+    if seen == listed and seen_retries == listed_retries:
+        return None
+    return (
+        f"devhost could not follow this replay: the {SDK_PACKAGE} SDK returned schedule actions "
+        f"{_describe(listed, listed_retries)} but devhost saw it schedule {_describe(seen, seen_retries)}. "
+        f"devhost supports {SDK_PACKAGE} {SDK_SERIES}x."
+    )
+
+
+def _describe(counts: Counter[tuple[str, str]], retries: set[tuple[str, str]]) -> str:
+    parts = [
+        f"{count} x {kind} {name!r}" if name else f"{count} x {kind}"
+        for (kind, name), count in counts.items()
+    ]
+    parts += [f"{kind} {name!r} with retry" for kind, name in sorted(retries)]
+    return "[" + ", ".join(sorted(parts)) + "]"
 
 
 def _failed_state(error: Exception, outcome: ReplayOutcome) -> dict[str, Any]:

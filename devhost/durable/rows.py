@@ -14,6 +14,7 @@ from devhost.durable.history import Event, utc_now
 from devhost.durable.instance import ChunkItem, InboxItem, InstanceState, ParentLink, TimerItem
 from devhost.durable.replay import prepare_event
 from devhost.durable.store import (
+    BLOB_PROPERTY,
     HISTORY_PREFIX,
     INBOX_PREFIX,
     PROPERTY_CHARS,
@@ -41,7 +42,12 @@ def as_utc(value: Any) -> datetime:
 
 
 async def new_inbox_row(
-    store: TaskHubStore, instance_id: str, kind: str, execution_id: str, body: Mapping[str, Any]
+    store: TaskHubStore,
+    instance_id: str,
+    kind: str,
+    execution_id: str,
+    body: Mapping[str, Any],
+    generation: str = "",
 ) -> tuple[dict[str, Any], InboxItem]:
     """Build an inbox row (and the item it stands for) with a fresh, time-ordered key."""
     row_key = inbox_key()
@@ -50,9 +56,10 @@ async def new_inbox_row(
         "RowKey": row_key,
         "Kind": kind,
         "ExecutionId": execution_id,
+        "Generation": generation,
     }
-    await store.put_document(row, "D", json.dumps(dict(body)), instance_id)
-    return row, InboxItem(row_key, kind, execution_id, dict(body))
+    blob = await store.put_document(row, "D", json.dumps(dict(body)), instance_id)
+    return row, InboxItem(row_key, kind, execution_id, dict(body), generation, blob or "")
 
 
 async def inbox_from_row(store: TaskHubStore, row: Mapping[str, Any]) -> InboxItem:
@@ -63,6 +70,8 @@ async def inbox_from_row(store: TaskHubStore, row: Mapping[str, Any]) -> InboxIt
         str(row.get("Kind")),
         str(row.get("ExecutionId") or ""),
         json.loads(body) if body else {},
+        str(row.get("Generation") or ""),
+        str(row.get(f"D{BLOB_PROPERTY}") or ""),
     )
 
 
@@ -118,6 +127,7 @@ async def state_entity(store: TaskHubStore, state: InstanceState) -> dict[str, A
         "Steps": state.steps,
         "Reconcile": state.reconcile,
         "NotifyParent": state.notify_parent,
+        "Generation": state.generation,
     }
     if state.parent is not None:
         row.update(
@@ -125,8 +135,17 @@ async def state_entity(store: TaskHubStore, state: InstanceState) -> dict[str, A
             ParentExecutionId=state.parent.execution_id,
             ParentTaskId=state.parent.task_id,
         )
+    blobs: dict[str, tuple[str, str]] = {}
     for name, text in zip(_DOCUMENTS, (state.input, state.output, state.custom_status), strict=True):
-        await store.put_document(row, name, text, state.instance_id, limit=STATE_DOCUMENT_CHARS)
+        kept = state.blobs.get(name)
+        if kept is not None and text == kept[1]:
+            row[f"{name}{BLOB_PROPERTY}"] = kept[0]  # unchanged: not uploaded again
+            blobs[name] = kept
+            continue
+        blob = await store.put_document(row, name, text, state.instance_id, limit=STATE_DOCUMENT_CHARS)
+        if blob is not None and text is not None:
+            blobs[name] = (blob, text)
+    state.blobs = blobs
     return row
 
 
@@ -156,6 +175,12 @@ async def state_from_row(store: TaskHubStore, row: Mapping[str, Any]) -> Instanc
         steps=int(row.get("Steps") or 0),
         reconcile=bool(row.get("Reconcile")),
         notify_parent=bool(row.get("NotifyParent")),
+        generation=str(row.get("Generation") or ""),
+        blobs={
+            name: (str(row[f"{name}{BLOB_PROPERTY}"]), text)
+            for name, text in zip(_DOCUMENTS, documents, strict=True)
+            if text is not None and row.get(f"{name}{BLOB_PROPERTY}")
+        },
     )
 
 
@@ -195,6 +220,8 @@ async def load_instance(store: TaskHubStore, instance_id: str) -> LoadedInstance
         events: list[Event] = []
         for _, row in sorted(history, key=lambda item: item[0]):
             events.extend(json.loads(await store.get_document(row, "D") or "[]"))
+            if row.get(f"D{BLOB_PROPERTY}"):
+                loaded.state.history_blobs.append(str(row[f"D{BLOB_PROPERTY}"]))
         loaded.state.add_events(events, [prepare_event(event) for event in events])
     return loaded
 
@@ -225,4 +252,5 @@ def fresh_state(
         version=version,
         input=input_text,
         parent=parent,
+        generation=execution_id,
     )

@@ -159,9 +159,14 @@ class InstanceRunner:
                     progressed = await self._step()
                 backoff = 0.5
             except TableTransactionError as error:
-                if error.status_code not in _CONFLICTS:
-                    raise
                 self.invalidate()  # lost a race with another writer: reload and redo the step
+                if error.status_code not in _CONFLICTS:
+                    logger.warning(
+                        "Orchestration '%s': a step was refused (%s); retrying", self.instance_id, error
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    continue
                 conflicts += 1
                 if conflicts > 3:
                     await asyncio.sleep(min(0.05 * conflicts, 1.0))
@@ -264,6 +269,9 @@ class InstanceRunner:
         if not keys and not finished:
             return bool(intake.results)
         await self.delete_guarded(state, [*keys, *finished])
+        blobs = [item.blob for item in intake.inbox if item.blob]
+        if blobs:
+            self.engine.later(self.engine.store.delete_blob_names(blobs))
         for key in keys:
             self.inbox.pop(key, None)
             self.timers.pop(key, None)
@@ -331,7 +339,9 @@ class InstanceRunner:
                 "RowKey": history_key(state.execution_id, state.steps),
                 "Count": len(plan.events),
             }
-            await store.put_document(row, "D", stored_events(plan.events), self.instance_id)
+            history_blob = await store.put_document(row, "D", stored_events(plan.events), self.instance_id)
+            if history_blob is not None:
+                after.history_blobs.append(history_blob)
             operations.append(("create", row))
         else:
             body = {"Input": renewal.input, "Carried": renewal.carried}
@@ -349,9 +359,25 @@ class InstanceRunner:
         operations += [("create", entity) for entity, _ in created]
         after.reconcile = bool(overflow) or any(task.kind == "suborchestration" for task in plan.new_tasks)
         entity = await state_entity(store, after)
-        results = await store.submit([("update", entity, if_unchanged(state.etag)), *operations])
+        old_blobs = {name for name, _ in state.blobs.values()}
+        new_blobs = {name for name, _ in after.blobs.values()}
+        uploaded = [*(new_blobs - old_blobs), *after.history_blobs[len(state.history_blobs) :]]
+        if renewal is not None and start_item.blob:
+            uploaded.append(start_item.blob)
+        try:
+            results = await store.submit([("update", entity, if_unchanged(state.etag)), *operations])
+        except TableTransactionError:
+            if uploaded:
+                self.engine.later(store.delete_blob_names(uploaded))  # written for a step that did not happen
+            raise
         after.etag = str(results[0]["etag"])
         self._apply(state, after, intake, plan, prepared, consumed, finished)
+        # Blobs no row refers to now: replaced documents, consumed messages, an ended execution's history.
+        garbage = [*(old_blobs - new_blobs), *(item.blob for item in intake.inbox if item.blob)]
+        if renewal is not None:
+            garbage += state.history_blobs
+        if garbage:
+            self.engine.later(store.delete_blob_names(garbage))
         if renewal is not None:
             # The old execution's rows: it has ended for good (execution ids never come back).
             self.engine.later(store.delete_rows(self.instance_id, [*deferred, *self._history_keys(state)]))
@@ -392,6 +418,9 @@ class InstanceRunner:
             parent=state.parent,
             steps=0 if renewal else state.steps + 1,
             notify_parent=plan.terminal and state.parent is not None,
+            generation=state.generation,
+            blobs=dict(state.blobs),
+            history_blobs=[] if renewal else list(state.history_blobs),
         )
         return after
 

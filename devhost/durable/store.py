@@ -129,21 +129,22 @@ class TaskHubStore:
         instance_id: str,
         *,
         limit: int = INLINE_CHARS,
-    ) -> None:
-        """Store `text` in the entity (or a blob when longer than `limit`); None stores nothing."""
+    ) -> str | None:
+        """Store `text` in the entity (or a new blob when longer than `limit`: its name is returned)."""
         if text is None:
-            return
+            return None
         if len(text) > limit:
             name = f"{blob_folder(instance_id)}{uuid.uuid4().hex}"
             await self.container.upload_blob(name, text.encode("utf-8"), overwrite=True)
             self._remember(name, text)
             entity[f"{prefix}{BLOB_PROPERTY}"] = name
-            return
+            return name
         parts = [text[start : start + PROPERTY_CHARS] for start in range(0, len(text), PROPERTY_CHARS)] or [
             ""
         ]
         for index, part in enumerate(parts):
             entity[f"{prefix}{index}"] = part
+        return None
 
     async def get_document(self, entity: Mapping[str, Any], prefix: str) -> str | None:
         """Read a document stored by `put_document` (None when absent)."""

@@ -204,11 +204,13 @@ class ActivityWorker:
         return None, (f"Activity function '{name}' failed: {type(failure).__name__}: {failure}", details)
 
     async def keep_leases(self) -> None:
-        """Renew the leases of chunks with activities still running, every third of the lease."""
+        """Renew the leases of held chunks every third of the lease: until a step records their results."""
         interval = self.lease.total_seconds() / 3
         while not self.engine.stopping:
             await asyncio.sleep(interval)
-            for held in [held for held in self.held.values() if held.remaining > 0 and not held.lost]:
+            # Results not yet committed (the instance's step may be losing races) keep the row leased here,
+            # so another process does not run the same activities again meanwhile.
+            for held in [held for held in self.held.values() if not held.lost]:
                 await self._renew(held, self.locked_until())
 
     async def _renew(self, held: HeldChunk, until: Any) -> bool:

@@ -176,8 +176,11 @@ def test_restart_runs_the_orchestrator_again_with_its_input(conformance: Host) -
         first = await driver.run("fan_out", 10)
         status, new_id = await driver.client("restart", instance_id=first["instanceId"])
         seen["new"] = (status, await driver.wait(new_id), new_id != first["instanceId"])
+        before = await driver.sdk_status(first["instanceId"], history=True)
         status, same_id = await driver.client("restart", instance_id=first["instanceId"], new_id=False)
         seen["same"] = (status, same_id == first["instanceId"], await driver.wait(same_id))
+        after = await driver.sdk_status(same_id, history=True)
+        seen["runs"] = (before, after)
         seen["missing"] = await driver.client("restart", instance_id="no-such-instance")
 
     serve(conformance, scenario)
@@ -185,6 +188,11 @@ def test_restart_runs_the_orchestrator_again_with_its_input(conformance: Host) -
     assert status == 200 and fresh and final["output"] == 90 and final["input"] == "10"
     status, same, final = seen["same"]
     assert status == 200 and same and final["runtimeStatus"] == "Completed" and final["output"] == 90
+    # The restart really ran: a new execution, created after the first one finished, with its own history.
+    before, after = seen["runs"]
+    assert after["createdTime"] > before["lastUpdatedTime"]
+    started = [event["Timestamp"] for event in after["history"] if event["EventType"] == "ExecutionStarted"]
+    assert len(started) == 1 and started[0] > before["lastUpdatedTime"]
     assert seen["missing"][0] == 409 and "No instance" in seen["missing"][1]["error"]
 
 
@@ -253,3 +261,43 @@ def test_a_purge_skips_an_instance_with_a_follow_up_pending(
     serve(conformance, scenario)
     assert seen["NotifyParent"] == (200, 0) and seen["Reconcile"] == (200, 0)
     assert seen["purged"] == (200, 1)
+
+
+def test_events_sent_to_an_earlier_run_do_not_reach_a_restarted_instance(
+    conformance: Host, azurite: Azurite, hub: str
+) -> None:
+    instance = f"again-{uuid.uuid4().hex[:8]}"
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        await driver.client("start", name="waiter", instance_id=instance)
+        await driver.client("raise_event", instance_id=instance, event="first", data="early")
+        await driver.wait(instance, until=("Running",))
+        await driver.client("raise_event", instance_id=instance, event="second", data="run 1")
+        seen["first_run"] = await driver.wait(instance)
+        with TableClient.from_connection_string(azurite.connection_string, f"{hub}Instances") as table:
+            old = table.get_entity(instance, "s")
+            # An event meant for the first run, still on its way when the id starts again.
+            table.create_entity(
+                {
+                    "PartitionKey": instance,
+                    "RowKey": inbox_key(),
+                    "Kind": "EventRaised",
+                    "ExecutionId": old["ExecutionId"],
+                    "Generation": old["Generation"],
+                    "D0": json.dumps({"Name": "first", "Input": '"stale"'}),
+                }
+            )
+        await driver.client("start", name="waiter", instance_id=instance)
+        await driver.wait_for(lambda: _custom_is(driver, instance, "waiting for first"))
+        await asyncio.sleep(0.5)
+        seen["waiting"] = await driver.sdk_status(instance)
+        for event, data in (("first", "new 1"), ("second", "new 2")):
+            await driver.client("raise_event", instance_id=instance, event=event, data=data)
+        seen["second_run"] = await driver.wait(instance)
+
+    serve(conformance, scenario)
+    # An event raised while the instance was Pending (before its execution started) still arrives.
+    assert seen["first_run"]["output"] == ["early", "run 1"]
+    assert seen["waiting"]["customStatus"] == "waiting for first"
+    assert seen["second_run"]["output"] == ["new 1", "new 2"]

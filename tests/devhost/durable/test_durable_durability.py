@@ -79,6 +79,8 @@ def test_sigkill_during_a_fan_out_and_a_timer_wait_then_restart_finishes_both(
     first = start_devhost(SLOW_ACTIVITY_SECONDS="0.02")
     sleeper = start(first, "sleeper", 3)
     fan_out = start(first, "tagged_fan_out", 200)
+    # The timer wait has begun (its row is stored) before the kill, whenever the kill comes.
+    wait_for_timer_row(azurite, hub, sleeper)
     if kill_after:
         first.wait_for("Executed 'tagged'", count=kill_after)
     first.kill()
@@ -98,6 +100,49 @@ def test_sigkill_during_a_fan_out_and_a_timer_wait_then_restart_finishes_both(
     }
     assert slept["runtimeStatus"] == "Completed"
     assert slept["output"]["greeting"] == "Hello timer!" and slept["output"]["waited"] >= 3
+
+
+def timer_rows(azurite: Azurite, hub: str, instance: str) -> list[Any]:
+    with TableClient.from_connection_string(azurite.connection_string, f"{hub}Instances") as table:
+        query = f"PartitionKey eq '{instance}' and RowKey ge 't-' and RowKey lt 't.'"
+        return list(table.query_entities(query))
+
+
+def wait_for_timer_row(azurite: Azurite, hub: str, instance: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not timer_rows(azurite, hub, instance):
+        assert time.monotonic() < deadline, f"no timer row for {instance}"
+        time.sleep(0.02)
+
+
+def test_a_durable_timer_due_while_devhost_was_killed_fires_after_restart(
+    start_devhost: Callable[..., DevhostProcess], azurite: Azurite, hub: str
+) -> None:
+    first = start_devhost()
+    sleeper = start(first, "sleeper", 2)
+    wait_for_timer_row(azurite, hub, sleeper)
+    first.kill()
+    began = time.monotonic()
+    time.sleep(2.5)  # the timer comes due while no devhost runs
+    second = start_devhost()
+    slept = wait(second, sleeper)
+    assert slept["runtimeStatus"] == "Completed"
+    assert slept["output"]["greeting"] == "Hello timer!" and slept["output"]["waited"] >= 2
+    assert time.monotonic() - began < 30 and timer_rows(azurite, hub, sleeper) == []
+
+
+def test_a_multi_step_orchestration_survives_one_of_two_devhosts_being_killed(
+    start_devhost: Callable[..., DevhostProcess],
+) -> None:
+    first = start_devhost(SLOW_ACTIVITY_SECONDS="0.02")
+    second = start_devhost(SLOW_ACTIVITY_SECONDS="0.02")
+    instance = start(first, "rounds", {"rounds": 5, "width": 30})
+    first.wait_for("Executed 'tagged'", count=40)  # into the second round
+    first.kill()
+    final = wait(second, instance, timeout=60)
+    assert final["runtimeStatus"] == "Completed"
+    assert final["output"]["total"] == rounds_total(5, 30)
+    assert second.process.pid in final["output"]["pids"]
 
 
 def test_two_devhosts_on_one_task_hub_share_a_fan_out(start_devhost: Callable[..., DevhostProcess]) -> None:

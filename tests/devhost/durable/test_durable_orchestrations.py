@@ -74,6 +74,22 @@ def test_fan_out_fan_in_and_wait_for_completion(conformance: Host) -> None:
     assert seen["run"] == (200, sum(2 * number for number in range(150)))
 
 
+def test_wait_for_completion_answers_the_check_status_response_on_timeout(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        url = f"{driver.base_url}/api/run/waiter?timeout_ms=300"
+        async with driver.session.post(url) as response:
+            seen["run"] = (response.status, await response.json(), response.headers.get("Location"))
+        seen["status"] = await driver.wait(seen["run"][1]["id"], until=("Running",))
+
+    serve(conformance, scenario)
+    status, payload, location = seen["run"]
+    assert status == 202 and location == payload["statusQueryGetUri"]
+    assert payload["id"] in payload["statusQueryGetUri"] and "sendEventPostUri" in payload
+    assert seen["status"]["runtimeStatus"] == "Running"
+
+
 def test_activity_concurrency_is_capped_by_host_json(conformance: Host) -> None:
     seen: dict[str, Any] = {}
 
@@ -82,7 +98,19 @@ def test_activity_concurrency_is_capped_by_host_json(conformance: Host) -> None:
 
     serve(conformance, scenario)
     assert seen["final"]["output"] == 40
-    assert 2 <= conformance.module.CONCURRENCY["max"] <= 8  # host.json maxConcurrentActivityFunctions
+    assert conformance.module.CONCURRENCY["max"] == 3  # host.json maxConcurrentActivityFunctions
+
+
+def test_orchestrator_concurrency_is_capped_by_host_json(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        started = [await driver.start("slow_replay", number) for number in range(10)]
+        seen["finals"] = [await driver.wait(payload["id"]) for payload in started]
+
+    serve(conformance, scenario)
+    assert [final["output"] for final in seen["finals"]] == [2 * number for number in range(10)]
+    assert conformance.module.REPLAYS["max"] == 4  # host.json maxConcurrentOrchestratorFunctions
 
 
 def test_retry_backs_off_and_counts_attempts(conformance: Host) -> None:
@@ -331,11 +359,21 @@ def test_large_inputs_outputs_and_custom_status_spill_to_blobs(conformance: Host
         seen["history"] = await driver.sdk_status(started["id"], history=True)
         seen["id"] = started["id"]
         seen["blobs"] = blob_names(started["id"])
+        await asyncio.sleep(0.3)  # blobs nothing refers to any more are deleted in the background
+        seen["referenced"] = referenced_blobs(started["id"])
+        seen["left"] = blob_names(started["id"])
         seen["purged"] = await driver.client("purge", instance_id=started["id"])
 
     def blob_names(instance_id: str) -> list[str]:
         with ContainerClient.from_connection_string(azurite.connection_string, container) as blobs:
             return list(blobs.list_blob_names(name_starts_with=blob_folder(instance_id)))
+
+    def referenced_blobs(instance_id: str) -> set[str]:
+        with TableClient.from_connection_string(
+            azurite.connection_string, f"{conformance.environ['TEST_HUB']}Instances"
+        ) as table:
+            rows = list(table.query_entities(f"PartitionKey eq '{instance_id}'"))
+        return {str(value) for row in rows for key, value in row.items() if key.endswith("Blob")}
 
     container = f"{conformance.environ['TEST_HUB'].lower()}-largemessages"
     serve(conformance, scenario)
@@ -344,6 +382,8 @@ def test_large_inputs_outputs_and_custom_status_spill_to_blobs(conformance: Host
     assert seen["final"]["customStatus"] == payload[:40_000]
     assert events_of(seen["history"], "TaskCompleted")[0]["Result"] == payload + payload
     assert seen["blobs"]
+    # Unchanged documents are not uploaded again; replaced and consumed ones are deleted after the commit.
+    assert seen["referenced"] and sorted(seen["left"]) == sorted(seen["referenced"])
     # A purge leaves nothing behind: no row in the instance's partition, no blob in its folder.
     assert seen["purged"] == (200, 1)
     assert blob_names(seen["id"]) == []
@@ -377,3 +417,16 @@ def test_steps_larger_than_one_batch(conformance: Host) -> None:
     assert len(events_of(seen["timer_history"], "TimerFired")) == 150
     assert seen["children"]["output"] == [f"Hello n{number}!" for number in range(20)]
     assert sorted(seen["events"]["output"]) == list(range(60))
+
+
+def test_a_sub_orchestration_with_an_invalid_instance_id_fails_its_task(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        for bad in ("a/b", "a#b"):
+            seen[bad] = await driver.run("bad_child_id", bad, timeout=15)
+
+    serve(conformance, scenario)
+    for bad in ("a/b", "a#b"):
+        assert seen[bad]["runtimeStatus"] == "Completed"
+        assert f"'{bad}' is not valid" in seen[bad]["output"]["failed"]

@@ -28,7 +28,8 @@ from devhost.durable.instance import (
     take_intake,
 )
 from devhost.durable.options import DurableOptions
-from devhost.durable.replay import RetryPolicy, prepare_event, replay
+from devhost.durable.replay import RetryPolicy, _Recorder, prepare_event, replay, sdk_version_problem
+from devhost.durable.store import blob_folder
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -258,3 +259,46 @@ def test_replay_numbers_tasks_like_the_sdk_and_spots_changed_code() -> None:
     plan = build_plan(state, intake, outcome)
     assert plan.status == "Failed" and "Non-deterministic" in (plan.output or "")
     assert "a durable timer" in (plan.output or "") and "activity 'b'" in (plan.output or "")
+
+
+def test_only_the_sdk_series_the_replay_hooks_were_written_for_is_accepted() -> None:
+    assert sdk_version_problem() is None  # the installed one
+    assert sdk_version_problem("1.7.3") is None
+    problem = sdk_version_problem("1.8.0")
+    assert (
+        problem is not None
+        and "1.8.0 is installed" in problem
+        and "azure-functions-durable~=1.7.0" in problem
+    )
+
+
+def test_a_replay_the_hooks_misread_fails_the_instance_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    handle = df.Orchestrator.create(_two_steps)
+    state = running_state()
+    del state.scheduled[1]  # the history knows only activity 'a'
+    state.open.discard(1)
+    intake = take_intake(state, [], [], [ResultItem("x1", 0, '"one"')], NOW + timedelta(seconds=1))
+    events = [*state.events, *intake.events]
+
+    def run() -> Any:
+        return replay(
+            handle,
+            instance_id="i",
+            parent_instance_id=None,
+            input_text="null",
+            events=events,
+            prepared=[prepare_event(event) for event in events],
+            new_from=len(state.events),
+        )
+
+    assert run().error is None
+    # An SDK whose internals changed: the hook no longer sees the tasks it numbers.
+    monkeypatch.setattr(_Recorder, "__call__", lambda self, task: self.original(task))
+    outcome = run()
+    assert outcome.error is not None and "devhost could not follow this replay" in outcome.error
+    assert "activity 'b'" in outcome.error
+
+
+def test_blob_folders_never_nest_one_instance_in_another() -> None:
+    assert not blob_folder("a/b").startswith(blob_folder("a"))
+    assert blob_folder("a") != blob_folder("b") and blob_folder("a").endswith("/")

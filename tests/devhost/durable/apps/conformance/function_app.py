@@ -27,6 +27,8 @@ ATTEMPTS: dict[str, list[float]] = {}
 _ATTEMPTS_LOCK = threading.Lock()
 # How many `busy` activities ran at once, at most (the concurrency limit test reads it).
 CONCURRENCY = {"now": 0, "max": 0}
+# The same for replays of `slow_replay` (the orchestrator concurrency test reads it).
+REPLAYS = {"now": 0, "max": 0}
 SLOW_SECONDS = float(os.environ.get("SLOW_ACTIVITY_SECONDS", "0"))
 
 
@@ -72,7 +74,8 @@ async def run(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> f
     """Start an orchestration and wait (up to 20 s) for it, as wait_for_completion... does."""
     body = req.get_body()
     instance_id = await client.start_new(req.route_params["name"], None, json.loads(body) if body else None)
-    return await client.wait_for_completion_or_create_check_status_response(req, instance_id, 20000, 100)
+    timeout = int(req.params.get("timeout_ms", "20000"))
+    return await client.wait_for_completion_or_create_check_status_response(req, instance_id, timeout, 100)
 
 
 @app.route(route="client/{operation}", methods=["POST"])
@@ -449,3 +452,25 @@ def rounds(context: df.DurableOrchestrationContext):
         total += sum(result[0] for result in results)
         pids.update(result[1] for result in results)
     return {"total": total, "pids": sorted(pids)}
+
+
+@app.orchestration_trigger(context_name="context")
+def bad_child_id(context: df.DurableOrchestrationContext):
+    """Call a sub-orchestration with an instance id the task hub cannot hold; report the failure."""
+    try:
+        yield context.call_sub_orchestrator("child", "Ada", context.get_input())
+    except Exception as error:  # noqa: BLE001 - reported in the output
+        return {"failed": str(error).splitlines()[0]}
+    return {"failed": None}
+
+
+@app.orchestration_trigger(context_name="context")
+def slow_replay(context: df.DurableOrchestrationContext):
+    """Take a while in every replay (counting replays at once), around one activity."""
+    with _ATTEMPTS_LOCK:
+        REPLAYS["now"] += 1
+        REPLAYS["max"] = max(REPLAYS["max"], REPLAYS["now"])
+    time.sleep(0.2)
+    with _ATTEMPTS_LOCK:
+        REPLAYS["now"] -= 1
+    return (yield context.call_activity(DOUBLE, context.get_input()))
