@@ -21,9 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import ClientError
-from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
-from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError
 
 from devhost.durable.history import utc_now
 from devhost.durable.instance import (
@@ -46,11 +45,19 @@ from devhost.durable.rows import (
     fresh_state,
     inbox_from_row,
     new_inbox_row,
+    parent_of,
     state_entity,
     timer_from_row,
 )
 from devhost.durable.runner import InstanceRunner
-from devhost.durable.store import INBOX_PREFIX, STATE_KEY, TIMER_PREFIX, WORK_PREFIX, TaskHubStore
+from devhost.durable.store import (
+    INBOX_PREFIX,
+    STATE_KEY,
+    TIMER_PREFIX,
+    WORK_PREFIX,
+    TaskHubStore,
+    if_unchanged,
+)
 from devhost.durable.worker import ActivityWorker
 from devhost.invoker import RuntimeFunction
 from devhost.runtime import Runtime, remaining
@@ -254,7 +261,7 @@ class Engine:
         existing = await self.store.read_state(instance_id)
         if existing is not None:
             status = str(existing.get("RuntimeStatus"))
-            if parent is not None and _parent_of(existing) == parent:
+            if parent is not None and parent_of(existing) == parent:
                 return Created(execution_id=str(existing.get("ExecutionId")))  # created by an earlier attempt
             if status not in TERMINAL:
                 return Created(conflict_status=status)
@@ -267,12 +274,7 @@ class Engine:
         if existing is None:
             write: tuple[Any, ...] = ("create", entity)
         else:
-            condition = {
-                "mode": UpdateMode.REPLACE,
-                "etag": existing.metadata["etag"],
-                "match_condition": MatchConditions.IfNotModified,
-            }
-            write = ("update", entity, condition)
+            write = ("update", entity, if_unchanged(str(existing.metadata["etag"])))
         try:
             await self.store.submit([write, ("create", start_row)])
         except TableTransactionError as error:
@@ -425,16 +427,6 @@ async def _finish_or_cancel(
     for task in unfinished:
         task.cancel()
     await asyncio.gather(*unfinished, return_exceptions=True)
-
-
-def _parent_of(row: Mapping[str, Any]) -> ParentLink | None:
-    if not row.get("ParentInstanceId"):
-        return None
-    return ParentLink(
-        str(row["ParentInstanceId"]),
-        str(row.get("ParentExecutionId") or ""),
-        int(row.get("ParentTaskId", -1)),
-    )
 
 
 async def _reset_sdk_session() -> None:

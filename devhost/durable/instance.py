@@ -188,11 +188,6 @@ class Intake:
     replay: bool = False
     terminate_reason: str | None = None
 
-    @property
-    def empty(self) -> bool:
-        """Say whether the step would change nothing."""
-        return len(self.events) <= 1 and not (self.inbox or self.timers or self.results)
-
 
 def take_intake(
     state: InstanceState,

@@ -149,15 +149,20 @@ async def state_entity(store: TaskHubStore, state: InstanceState) -> dict[str, A
     return row
 
 
+def parent_of(row: Mapping[str, Any]) -> ParentLink | None:
+    """The parent link stored on an instance row (None for a top-level instance)."""
+    if not row.get("ParentInstanceId"):
+        return None
+    return ParentLink(
+        str(row["ParentInstanceId"]),
+        str(row.get("ParentExecutionId") or ""),
+        int(row.get("ParentTaskId", -1)),
+    )
+
+
 async def state_from_row(store: TaskHubStore, row: Mapping[str, Any]) -> InstanceState:
     """Read an instance row (without history)."""
-    parent = None
-    if row.get("ParentInstanceId"):
-        parent = ParentLink(
-            str(row["ParentInstanceId"]),
-            str(row.get("ParentExecutionId") or ""),
-            int(row.get("ParentTaskId", -1)),
-        )
+    parent = parent_of(row)
     documents = [await store.get_document(row, name) for name in _DOCUMENTS]
     return InstanceState(
         instance_id=str(row["PartitionKey"]),

@@ -14,7 +14,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from devhost.durable.history import completed_id, utc_now
+from devhost.durable.history import completed_id, parse_time, utc_now
 from devhost.durable.instance import (
     COMPLETED,
     CONTROL,
@@ -527,7 +527,7 @@ class InstanceRunner:
         rows: list[tuple[dict[str, Any], ChunkItem | None]] = []
         for timer_id in state.open_of_kind("timer"):
             if not any(timer.timer_id == timer_id for timer in self.timers.values()):
-                due = datetime.fromisoformat(str(state.scheduled[timer_id]["FireAt"]).replace("Z", "+00:00"))
+                due = parse_time(str(state.scheduled[timer_id]["FireAt"]))
                 rows.append((new_timer_row(self.instance_id, state.execution_id, timer_id, due), None))
         missing = [task_id for task_id in state.open_of_kind("activity") if task_id not in covered]
         for group in chunk_activities(missing):

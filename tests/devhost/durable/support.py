@@ -68,6 +68,11 @@ class Driver:
             await asyncio.sleep(0.05)
         raise AssertionError(f"instance {instance_id} never reached {until}: {body}")
 
+    async def custom_is(self, instance_id: str, expected: Any) -> bool:
+        """Say whether the instance's custom status (from the status webhook) is `expected`."""
+        _, body = await self.status(instance_id)
+        return isinstance(body, dict) and body.get("customStatus") == expected
+
     async def wait_for(self, check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
         """Poll an async condition."""
         deadline = time.monotonic() + timeout

@@ -107,7 +107,7 @@ def test_terminate_suspend_and_resume(conformance: Host) -> None:
         await driver.client("raise_event", instance_id=instance, event="first", data="while suspended")
         seen["still"] = await driver.sdk_status(instance)
         await driver.client("resume", instance_id=instance, reason="go")
-        await driver.wait_for(lambda: _custom_is(driver, instance, "waiting for second"))
+        await driver.wait_for(lambda: driver.custom_is(instance, "waiting for second"))
         await driver.client("terminate", instance_id=instance, reason="enough")
         seen["terminated"] = await driver.wait(instance)
         seen["history"] = await driver.sdk_status(instance, history=True)
@@ -127,11 +127,6 @@ def test_terminate_suspend_and_resume(conformance: Host) -> None:
     assert seen["late_event"][0] == 409 and "is gone" in seen["late_event"][1]["error"]
     assert seen["late_terminate"] == (200, None)  # the SDK accepts 410 for terminate
     assert seen["missing"][0] == 409 and "No instance" in seen["missing"][1]["error"]
-
-
-async def _custom_is(driver: Driver, instance: str, expected: Any) -> bool:
-    _, body = await driver.status(instance)
-    return isinstance(body, dict) and body.get("customStatus") == expected
 
 
 def test_management_urls_work_over_plain_http(conformance: Host) -> None:
@@ -289,7 +284,7 @@ def test_events_sent_to_an_earlier_run_do_not_reach_a_restarted_instance(
                 }
             )
         await driver.client("start", name="waiter", instance_id=instance)
-        await driver.wait_for(lambda: _custom_is(driver, instance, "waiting for first"))
+        await driver.wait_for(lambda: driver.custom_is(instance, "waiting for first"))
         await asyncio.sleep(0.5)
         seen["waiting"] = await driver.sdk_status(instance)
         for event, data in (("first", "new 1"), ("second", "new 2")):

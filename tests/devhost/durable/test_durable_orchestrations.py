@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
 from typing import Any
 
 from azure.data.tables import TableClient
@@ -12,12 +11,9 @@ from azure.storage.blob import ContainerClient
 
 from devhost import Host
 from devhost.azurite import Azurite
+from devhost.durable.history import parse_time
 from devhost.durable.store import blob_folder
 from tests.devhost.durable.support import Driver, events_of, serve
-
-
-def parse(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def test_activities_in_sequence_complete_with_output_and_history(conformance: Host) -> None:
@@ -47,7 +43,7 @@ def test_activities_in_sequence_complete_with_output_and_history(conformance: Ho
     completed = events_of(sdk, "TaskCompleted")
     assert [event["Result"] for event in completed] == expected
     assert {event["FunctionName"] for event in completed} == {"hello"}
-    assert all(parse(event["ScheduledTime"]) <= parse(event["Timestamp"]) for event in completed)
+    assert all(parse_time(event["ScheduledTime"]) <= parse_time(event["Timestamp"]) for event in completed)
     assert events_of(sdk, "ExecutionCompleted")[0]["OrchestrationStatus"] == "Completed"
     urls = seen["started"]
     assert urls["statusQueryGetUri"].endswith(
@@ -194,11 +190,11 @@ def test_external_events_and_custom_status(conformance: Host) -> None:
     async def scenario(driver: Driver) -> None:
         started = await driver.start("waiter")
         instance = started["id"]
-        await driver.wait_for(lambda: _custom_is(driver, instance, "waiting for first"))
+        await driver.wait_for(lambda: driver.custom_is(instance, "waiting for first"))
         assert (await driver.client("raise_event", instance_id=instance, event="first", data={"n": 1}))[
             0
         ] == 200
-        await driver.wait_for(lambda: _custom_is(driver, instance, "waiting for second"))
+        await driver.wait_for(lambda: driver.custom_is(instance, "waiting for second"))
         seen["middle"] = await driver.sdk_status(instance)
         await driver.client("raise_event", instance_id=instance, event="second", data=[2])
         seen["final"] = await driver.wait(instance)
@@ -217,18 +213,13 @@ def test_external_events_and_custom_status(conformance: Host) -> None:
     assert seen["early"]["output"] == ["a", "b"]
 
 
-async def _custom_is(driver: Driver, instance: str, expected: Any) -> bool:
-    _, body = await driver.status(instance)
-    return isinstance(body, dict) and body.get("customStatus") == expected
-
-
 def test_task_any_between_an_event_and_a_durable_timer(conformance: Host) -> None:
     seen: dict[str, Any] = {}
 
     async def scenario(driver: Driver) -> None:
         approved = await driver.start("approval", 60)
         timed_out = await driver.start("approval", 0.5)
-        await driver.wait_for(lambda: _custom_is(driver, approved["id"], {"stage": "waiting"}))
+        await driver.wait_for(lambda: driver.custom_is(approved["id"], {"stage": "waiting"}))
         await driver.client("raise_event", instance_id=approved["id"], event="approve", data="yes")
         seen["approved"] = await driver.wait(approved["id"])
         seen["timed_out"] = await driver.wait(timed_out["id"])
@@ -240,7 +231,7 @@ def test_task_any_between_an_event_and_a_durable_timer(conformance: Host) -> Non
     assert seen["timed_out"]["output"] == {"approved": None}
     assert seen["timed_out"]["customStatus"] == {"stage": "timed out"}
     fired = events_of(seen["timer_history"], "TimerFired")
-    assert len(fired) == 1 and parse(fired[0]["Timestamp"]) >= parse(fired[0]["FireAt"])
+    assert len(fired) == 1 and parse_time(fired[0]["Timestamp"]) >= parse_time(fired[0]["FireAt"])
 
 
 def test_durable_timer_and_deterministic_time(conformance: Host) -> None:
@@ -263,7 +254,10 @@ def test_durable_timer_and_deterministic_time(conformance: Host) -> None:
     started = events_of(history, "ExecutionStarted")[0]["Timestamp"]
     completed = [event["Timestamp"] for event in events_of(history, "TaskCompleted")]
     # current_utc_datetime is the time of the episode that reached each point (from the history).
-    assert [parse(point["now"]) for point in observed] == [parse(started), *map(parse, completed)]
+    assert [parse_time(point["now"]) for point in observed] == [
+        parse_time(started),
+        *map(parse_time, completed),
+    ]
     assert uuid.UUID(seen["facts"]["output"]["uuid"])
 
 
