@@ -213,14 +213,17 @@ class DevhostSettings:
         return cls(
             function_key=environ.get(FUNCTION_KEY_SETTING) or None,
             master_key=environ.get(MASTER_KEY_SETTING) or None,
-            max_body_bytes=int(_number(environ, MAX_BODY_SETTING, default.max_body_bytes, minimum=1)),
-            queue_lease_seconds=_number(environ, QUEUE_LEASE_SETTING, default.queue_lease_seconds, minimum=1),
+            max_body_bytes=int(number_setting(environ, MAX_BODY_SETTING, default.max_body_bytes, minimum=1)),
+            queue_lease_seconds=number_setting(
+                environ, QUEUE_LEASE_SETTING, default.queue_lease_seconds, minimum=1
+            ),
             host_id=environ.get(HOST_ID_SETTING) or default.host_id,
-            thread_count=int(_number(environ, THREAD_COUNT_SETTING, default.thread_count, minimum=1)),
+            thread_count=int(number_setting(environ, THREAD_COUNT_SETTING, default.thread_count, minimum=1)),
         )
 
 
-def _number(environ: Mapping[str, str], key: str, default: float, *, minimum: float) -> float:
+def number_setting(environ: Mapping[str, str], key: str, default: float, *, minimum: float) -> float:
+    """Read a numeric app setting, refusing text, NaN/infinity and values below `minimum`."""
     text = environ.get(key)
     if not text:
         return default

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from devhost.config import ConfigError, HostConfig, resolve_setting_expressions
+from devhost.config import ConfigError, HostConfig, number_setting, resolve_setting_expressions
 
 DEFAULT_HUB = "TestHubName"
 LEASE_SETTING = "DEVHOST_DURABLE_LEASE_SECONDS"
@@ -33,19 +32,6 @@ def _count(options: Mapping[str, Any], key: str, default: int) -> int:
         raise ConfigError(
             f"host.json extensions.durableTask.{key}: expected a positive integer, got {value!r}"
         )
-    return value
-
-
-def _seconds(environ: Mapping[str, str], key: str, default: float, minimum: float) -> float:
-    text = environ.get(key)
-    if not text:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"app setting {key}: expected a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value < minimum:
-        raise ConfigError(f"app setting {key}: expected a number >= {minimum}, got {text!r}")
     return value
 
 
@@ -83,7 +69,9 @@ class DurableOptions:
             max_orchestrators=_count(
                 durable, "maxConcurrentOrchestratorFunctions", default.max_orchestrators
             ),
-            lease_seconds=_seconds(environ, LEASE_SETTING, default.lease_seconds, 0.5),
-            poll_seconds=_seconds(environ, POLL_SETTING, default.poll_seconds, 0.05),
-            burst_timer_seconds=_seconds(environ, BURST_TIMER_SETTING, default.burst_timer_seconds, 0.0),
+            lease_seconds=number_setting(environ, LEASE_SETTING, default.lease_seconds, minimum=0.5),
+            poll_seconds=number_setting(environ, POLL_SETTING, default.poll_seconds, minimum=0.05),
+            burst_timer_seconds=number_setting(
+                environ, BURST_TIMER_SETTING, default.burst_timer_seconds, minimum=0.0
+            ),
         )
