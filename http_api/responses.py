@@ -112,7 +112,9 @@ def endpoint(*, anonymous: bool = False, admin: bool = False) -> Callable[[Handl
                 )
             except Exception:
                 log.exception("Unhandled error in %s %s", req.method, _path(req))
-                return _unexpected(req, "Something went wrong on our side; try again later.")
+                return problem_response(
+                    _Unexpected("Something went wrong on our side; try again later."), req
+                )
 
         # The Functions worker matches parameters to bindings by name, so `run` keeps the signature
         # (req) and only borrows the handler's name, which becomes the function's name.
@@ -160,10 +162,6 @@ def _path(request: func.HttpRequest) -> str:
     url = request.url
     start = url.find("/", url.find("//") + 2) if "//" in url else 0
     return url[start:].split("?", 1)[0] if start >= 0 else url
-
-
-def _unexpected(request: func.HttpRequest, detail: str) -> func.HttpResponse:
-    return problem_response(_Unexpected(detail), request)
 
 
 class _Unexpected(LoadbayError):

@@ -238,20 +238,25 @@ def _two_steps(context: df.DurableOrchestrationContext):  # type: ignore[no-unty
     return second
 
 
-def test_replay_numbers_tasks_like_the_sdk_and_spots_changed_code() -> None:
-    handle = df.Orchestrator.create(_two_steps)
-    state = running_state()
-    intake = take_intake(state, [], [], [ResultItem("x1", 0, '"one"')], NOW + timedelta(seconds=1))
-    events = [*state.events, *intake.events]
-    outcome = replay(
+def _replay(handle: Any, events: list[Any], *, new_from: int) -> Any:
+    """Replay `events` through the SDK for instance "i", the new ones starting at `new_from`."""
+    return replay(
         handle,
         instance_id="i",
         parent_instance_id=None,
         input_text="null",
         events=events,
         prepared=[prepare_event(event) for event in events],
-        new_from=len(state.events),
+        new_from=new_from,
     )
+
+
+def test_replay_numbers_tasks_like_the_sdk_and_spots_changed_code() -> None:
+    handle = df.Orchestrator.create(_two_steps)
+    state = running_state()
+    intake = take_intake(state, [], [], [ResultItem("x1", 0, '"one"')], NOW + timedelta(seconds=1))
+    events = [*state.events, *intake.events]
+    outcome = _replay(handle, events, new_from=len(state.events))
     # The history scheduled a timer at sequence number 1; this code schedules activity 'b' there instead.
     assert (
         outcome.tasks[0].name == "a" and outcome.tasks[1].kind == "activity" and outcome.tasks[1].name == "b"
@@ -281,15 +286,7 @@ def test_a_replay_the_hooks_misread_fails_the_instance_clearly(monkeypatch: pyte
     events = [*state.events, *intake.events]
 
     def run() -> Any:
-        return replay(
-            handle,
-            instance_id="i",
-            parent_instance_id=None,
-            input_text="null",
-            events=events,
-            prepared=[prepare_event(event) for event in events],
-            new_from=len(state.events),
-        )
+        return _replay(handle, events, new_from=len(state.events))
 
     assert run().error is None
     # An SDK whose internals changed: the hook no longer sees the tasks it numbers.
