@@ -65,3 +65,14 @@ class RetryLater(LoadbayError):
 
     status = 503
     default_title = "Try again later"
+
+
+class TooManyRequests(LoadbayError):
+    """The caller sent more requests than its rate limit allows; ``retry_after`` says when to try again."""
+
+    status = 429
+    default_title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -48,6 +48,10 @@ class Settings:
     upload_url_minutes: int = 15
     max_columns: int = 250
     max_dequeue_count: int = 5
+    review_seconds: int = 7 * 24 * 3600
+    chunk_rows: int = 10_000
+    download_url_minutes: int = 15
+    requests_per_minute: int = 600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, host_json: Path | None = None) -> Settings:
@@ -63,6 +67,12 @@ class Settings:
             ),
             "upload_url_minutes": _int(environ, "LOADBAY_UPLOAD_URL_MINUTES", 15, 1, 15, problems),
             "max_columns": _int(environ, "LOADBAY_MAX_COLUMNS", 250, 1, 250, problems),
+            "review_seconds": _int(
+                environ, "LOADBAY_REVIEW_SECONDS", 7 * 24 * 3600, 1, 90 * 24 * 3600, problems
+            ),
+            "chunk_rows": _int(environ, "LOADBAY_CHUNK_ROWS", 10_000, 10, 100_000, problems),
+            "download_url_minutes": _int(environ, "LOADBAY_DOWNLOAD_URL_MINUTES", 15, 1, 60, problems),
+            "requests_per_minute": _int(environ, "LOADBAY_REQUESTS_PER_MINUTE", 600, 1, 1_000_000, problems),
         }
         max_dequeue = _max_dequeue_count(host_json or APP_ROOT / "host.json", problems)
         if problems:

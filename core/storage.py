@@ -23,13 +23,22 @@ from azure.storage.queue import (
 from core.settings import StorageConfig
 
 UPLOADS_TABLE = "uploads"
+DATASETS_TABLE = "datasets"  # datasets, their jobs, chunk records and outbox rows (see core.jobs)
+JOBS_TABLE = "jobs"  # job id -> dataset id
+ROW_ERRORS_TABLE = "rowerrors"
+IDEMPOTENCY_TABLE = "idempotency"
 UPLOADS_CONTAINER = "uploads"
 PROFILES_CONTAINER = "profiles"
+EXPORTS_CONTAINER = "exports"
+WORK_CONTAINER = "importwork"  # an import's intermediate files (key runs, duplicate rows)
 PROFILE_QUEUE = "profile-requests"
+IMPORT_QUEUE = "import-requests"
+EXPORT_QUEUE = "export-requests"
+DELETE_QUEUE = "dataset-deletes"
 
-TABLES = (UPLOADS_TABLE,)
-CONTAINERS = (UPLOADS_CONTAINER, PROFILES_CONTAINER)
-QUEUES = (PROFILE_QUEUE,)
+TABLES = (UPLOADS_TABLE, DATASETS_TABLE, JOBS_TABLE, ROW_ERRORS_TABLE, IDEMPOTENCY_TABLE)
+CONTAINERS = (UPLOADS_CONTAINER, PROFILES_CONTAINER, EXPORTS_CONTAINER, WORK_CONTAINER)
+QUEUES = (PROFILE_QUEUE, IMPORT_QUEUE, EXPORT_QUEUE, DELETE_QUEUE)
 
 
 @dataclass
@@ -100,7 +109,13 @@ class Storage:
                 self.queues.create_queue(queue)
 
     def blob_sas_url(
-        self, container: str, blob: str, permission: BlobSasPermissions, minutes: int
+        self,
+        container: str,
+        blob: str,
+        permission: BlobSasPermissions,
+        minutes: int,
+        *,
+        content_disposition: str | None = None,
     ) -> tuple[str, datetime]:
         """Sign a URL for one blob (account-key SAS locally, user-delegation SAS with an identity)."""
         now = datetime.now(UTC)
@@ -118,6 +133,7 @@ class Storage:
                 start=start,
                 expiry=expiry,
                 protocol=None,
+                content_disposition=content_disposition,
             )
         else:
             token = generate_blob_sas(
@@ -129,6 +145,7 @@ class Storage:
                 start=start,
                 expiry=expiry,
                 protocol="https",
+                content_disposition=content_disposition,
             )
         return f"{client.url}?{token}", expiry
 

@@ -52,6 +52,7 @@ class Upload:
     updated_at: datetime
     error: str | None
     etag: str
+    blob_etag: str | None = None
 
     @classmethod
     def from_entity(cls, entity: TableEntity) -> Upload:
@@ -65,6 +66,7 @@ class Upload:
             updated_at=entity["updatedAt"],
             error=entity.get("error"),
             etag=entity.metadata["etag"] or "",
+            blob_etag=entity.get("blobEtag"),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -12,14 +13,18 @@ import azure.functions as func
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from core import idempotency
 from core.auth import PRINCIPAL_HEADER, Principal, principal_from_header
-from core.errors import BadRequest, Forbidden, LoadbayError, RetryLater
+from core.errors import BadRequest, Forbidden, LoadbayError, RetryLater, TooManyRequests
+from core.ratelimit import RateLimiter
+from core.runtime import runtime
 from core.settings import SettingsError
 from core.telemetry import function_span, mark_failed
 
 log = logging.getLogger("loadbay.http")
 
 Handler = Callable[[func.HttpRequest, Principal], func.HttpResponse]
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 def json_response(
@@ -65,6 +70,8 @@ def problem_response(error: LoadbayError, request: func.HttpRequest) -> func.Htt
     if error.problems:
         body["problems"] = error.problems
     headers = {"Cache-Control": "no-store"}
+    if isinstance(error, TooManyRequests):
+        headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="loadbay"'
     return func.HttpResponse(
@@ -76,8 +83,14 @@ def problem_response(error: LoadbayError, request: func.HttpRequest) -> func.Htt
     )
 
 
-def endpoint(*, anonymous: bool = False, admin: bool = False) -> Callable[[Handler], Callable[..., Any]]:
-    """Wrap a handler: authenticate (unless anonymous), authorize, and map errors to problems."""
+def endpoint(
+    *, anonymous: bool = False, admin: bool = False, idempotent: bool = False
+) -> Callable[[Handler], Callable[..., Any]]:
+    """Wrap a handler: authenticate (unless anonymous), authorize, rate-limit and map errors to problems.
+
+    With ``idempotent``, a request carrying an ``Idempotency-Key`` header is answered once; repeats get
+    the first answer (see ``core.idempotency``).
+    """
 
     def wrap(handler: Handler) -> Callable[..., Any]:
         def run(req: func.HttpRequest) -> func.HttpResponse:
@@ -102,6 +115,10 @@ def endpoint(*, anonymous: bool = False, admin: bool = False) -> Callable[[Handl
                     raise Forbidden("This needs the admin role.")
                 if principal.user_id:
                     trace.get_current_span().set_attribute("enduser.id", principal.user_id)
+                    _rate_limiter().check(principal.user_id)
+                key = req.headers.get(IDEMPOTENCY_HEADER)
+                if idempotent and key is not None:
+                    return _once(req, principal, key, handler)
                 return handler(req, principal)
             except LoadbayError as error:
                 return problem_response(error, req)
@@ -124,6 +141,43 @@ def endpoint(*, anonymous: bool = False, admin: bool = False) -> Callable[[Handl
         return run
 
     return wrap
+
+
+def _once(req: func.HttpRequest, principal: Principal, key: str, handler: Handler) -> func.HttpResponse:
+    """Run a handler at most once per Idempotency-Key; replay its answer for repeats."""
+    storage = runtime().storage
+    request = idempotency.fingerprint(req.method, _path(req), req.get_body() or b"")
+    stored = idempotency.claim(storage, user_id=principal.user_id, key=key, request=request)
+    if stored is not None:
+        headers = {
+            "Idempotent-Replayed": "true",
+            **({"Location": stored.location} if stored.location else {}),
+        }
+        return func.HttpResponse(
+            stored.body,
+            status_code=stored.status,
+            headers=headers,
+            mimetype="application/json",
+            charset="utf-8",
+        )
+    try:
+        answer = handler(req, principal)
+    except BaseException:
+        idempotency.release(storage, user_id=principal.user_id, key=key)
+        raise
+    if answer.status_code >= 400:
+        idempotency.release(storage, user_id=principal.user_id, key=key)
+    else:
+        stored_answer = idempotency.answer_of(
+            answer.status_code, answer.get_body(), answer.headers.get("Location")
+        )
+        idempotency.remember(storage, user_id=principal.user_id, key=key, answer=stored_answer)
+    return answer
+
+
+@functools.cache
+def _rate_limiter() -> RateLimiter:
+    return RateLimiter(runtime().settings.requests_per_minute)
 
 
 def read_json_object(req: func.HttpRequest) -> dict[str, Any]:

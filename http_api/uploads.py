@@ -15,7 +15,7 @@ CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain"})
 
 
 @bp.route(route="uploads", methods=["POST"])
-@endpoint()
+@endpoint(idempotent=True)
 def create_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Start an upload: JSON {fileName, size} gets an upload URL; a text/csv body is stored at once."""
     rt = runtime()

@@ -1,7 +1,6 @@
-"""Durable orchestrations (import and export workflows) and their activities."""
+"""Durable orchestrations (the import workflow) and their activities."""
 
-import azure.durable_functions as df
-
-bp = df.Blueprint()
+from orchestrations import imports  # noqa: F401  (importing registers the functions)
+from orchestrations.blueprint import bp
 
 __all__ = ["bp"]

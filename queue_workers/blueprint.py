@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-import azure.functions as func
+import azure.durable_functions as df
 
-bp = func.Blueprint()
+# Durable, because the import worker uses the durable client binding to start orchestrations.
+bp = df.Blueprint()

@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 from opentelemetry.trace import SpanKind
 
-from core import uploads
+from core import jobs, uploads
 from core.runtime import runtime
 from core.telemetry import function_span
 from queue_workers.blueprint import bp
@@ -22,3 +22,12 @@ def sweep_uploads(timer: func.TimerRequest) -> None:
         counts = uploads.sweep_uploads(storage=runtime().storage)
     if any(counts.values()):
         log.warning("Upload sweep: re-sent %(resent)d commands, expired %(expired)d uploads", counts)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="*/15 * * * * *", run_on_startup=True)
+def sweep_outbox(timer: func.TimerRequest) -> None:
+    """Send job commands whose first send was lost (the outbox rows still there after a while)."""
+    with function_span("sweep_outbox", traceparent=None, kind=SpanKind.INTERNAL):
+        sent = jobs.sweep_outbox(runtime().storage)
+    if sent:
+        log.warning("Outbox sweep: sent %d lost commands", sent)

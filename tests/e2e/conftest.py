@@ -58,6 +58,63 @@ class Api:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         return self.request("POST", path, **kwargs)
 
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)
+
+    def profiled(self, content: bytes, file_name: str = "data.csv") -> str:
+        """Upload a file inline, wait for its profile, and return its id."""
+        upload_id = self.upload(content, file_name)
+        assert self.wait_for_upload(upload_id)["status"] == "profiled"
+        return upload_id
+
+    def create_dataset(self, schema: dict[str, Any], name: str = "people") -> str:
+        """Create a dataset with this Table Schema and return its id."""
+        answer = self.post("/api/datasets", json={"name": name, "schema": schema})
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
+
+    def start_import(self, dataset_id: str, upload_id: str, **options: Any) -> str:
+        """Start an import and return its id."""
+        answer = self.post(f"/api/datasets/{dataset_id}/imports", json={"uploadId": upload_id, **options})
+        assert answer.status_code == 202, answer.text
+        assert answer.headers["Location"] == f"/api/imports/{answer.json()['id']}"
+        return str(answer.json()["id"])
+
+    def wait_for_import(
+        self, job_id: str, statuses: tuple[str, ...] = ("completed", "failed", "rejected", "cancelled", "expired"),
+        *, timeout: float = 120.0,
+    ) -> dict[str, Any]:
+        """Poll an import until its status is one of `statuses`."""
+        return self._wait(f"/api/imports/{job_id}", statuses, timeout)
+
+    def wait_for_export(self, job_id: str, *, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll an export until it has finished."""
+        return self._wait(f"/api/exports/{job_id}", ("completed", "failed"), timeout)
+
+    def _wait(self, path: str, statuses: tuple[str, ...], timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.get(path)
+            assert answer.status_code == 200, answer.text
+            body: dict[str, Any] = answer.json()
+            if body["status"] in statuses:
+                return body
+            assert time.monotonic() < deadline, f"{path} is still {body['status']}: {body}"
+            time.sleep(0.2)
+
+    def all_rows(self, dataset_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """Read every row of a dataset, page by page."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            params = {"limit": str(limit), **({"cursor": cursor} if cursor else {})}
+            answer = self.get(f"/api/datasets/{dataset_id}/rows", params=params)
+            assert answer.status_code == 200, answer.text
+            found += answer.json()["items"]
+            cursor = answer.json()["next"]
+            if cursor is None:
+                return found
+
     def upload(self, content: bytes, file_name: str = "data.csv") -> str:
         """Upload a small file inline and return its id."""
         answer = self.post(
@@ -91,10 +148,22 @@ class Devhost:
         return self.log_file.read_text(errors="replace")
 
 
-def start_devhost(app_dir: Path, azurite: Azurite, log_file: Path) -> Devhost:
+# Small chunks, so even small test files are split and cross-chunk behaviour is exercised everywhere.
+E2E_SETTINGS = {"LOADBAY_CHUNK_ROWS": "50", "LOADBAY_REQUESTS_PER_MINUTE": "100000"}
+
+
+def start_devhost(
+    app_dir: Path, azurite: Azurite, log_file: Path, settings: dict[str, str] | None = None
+) -> Devhost:
     """Start the devhost for `app_dir` against `azurite` and wait for its health endpoint."""
     port = free_port()
-    env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string, "PYTHONPATH": str(REPO_ROOT)}
+    env = {
+        **os.environ,
+        **E2E_SETTINGS,
+        **(settings or {}),
+        "AzureWebJobsStorage": azurite.connection_string,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
     command = [sys.executable, "-m", "devhost", "--app-dir", str(app_dir), "--port", str(port)]
     process = start(command, env=env, log_file=log_file, cwd=REPO_ROOT)
     url = f"http://127.0.0.1:{port}"

@@ -1,0 +1,286 @@
+"""Datasets: create from a Table Schema or an upload's inferred schema, list, show, and ask to delete.
+
+The dataset entity is the ``dataset`` row of its partition in the ``datasets`` table (see
+``core.jobs``). ``generation`` names the table its rows are in (``core.rows.rows_table_name``);
+``activeJob`` is the import or delete that holds the dataset, so two never overlap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableEntity, TransactionOperation, UpdateMode
+
+from core import jobs, rows, uploads
+from core.auth import Principal
+from core.errors import Conflict, Invalid, LimitExceeded, NotFound
+from core.ids import is_id, new_id
+from core.paging import decode_cursor, encode_cursor
+from core.storage import DELETE_QUEUE, EXPORTS_CONTAINER, ROW_ERRORS_TABLE, WORK_CONTAINER, Storage
+from core.tableschema import TableSchema, parse_table_schema
+
+ACTIVE, DELETING = "active", "deleting"
+MAX_NAME_CHARS: Final = 200
+MAX_DESCRIPTION_CHARS: Final = 2_000
+MAX_SCHEMA_CHARS: Final = 30_000  # a Table Storage string holds 32K characters
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset entity as read."""
+
+    id: str
+    owner: str
+    name: str
+    description: str
+    schema: TableSchema
+    status: str
+    generation: int
+    row_count: int
+    active_job: str
+    created_at: datetime
+    updated_at: datetime
+    etag: str
+
+    @classmethod
+    def from_entity(cls, entity: TableEntity) -> Dataset:
+        return cls(
+            id=entity["PartitionKey"],
+            owner=entity["owner"],
+            name=entity["name"],
+            description=entity.get("description", ""),
+            schema=_schema(entity["schema"]),
+            status=entity["status"],
+            generation=int(entity.get("generation", 0)),
+            row_count=int(entity.get("rowCount", 0)),
+            active_job=entity.get("activeJob", ""),
+            created_at=entity["createdAt"],
+            updated_at=entity["updatedAt"],
+            etag=str(entity.metadata["etag"]),
+        )
+
+
+@functools.lru_cache(maxsize=256)
+def _schema(text: str) -> TableSchema:
+    # Stored schemas were checked when written; caching by text spares workers a parse per chunk.
+    return parse_table_schema(json.loads(text))
+
+
+def view(dataset: Dataset) -> dict[str, Any]:
+    """Return the API view of a dataset."""
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "description": dataset.description,
+        "status": dataset.status,
+        "schema": dataset.schema.to_json(),
+        "properties": dataset.schema.property_names(),
+        "rowCount": dataset.row_count,
+        "activeJob": dataset.active_job or None,
+        "createdAt": jobs.iso(dataset.created_at),
+        "updatedAt": jobs.iso(dataset.updated_at),
+    }
+
+
+def create_dataset(*, storage: Storage, owner: Principal, body: dict[str, Any]) -> Dataset:
+    """Create a dataset from `{name, description?, schema}` or `{name, description?, fromUpload}`."""
+    name = _text(body, "name", MAX_NAME_CHARS, required=True)
+    description = _text(body, "description", MAX_DESCRIPTION_CHARS, required=False)
+    has_schema, from_upload = "schema" in body, body.get("fromUpload")
+    if has_schema == (from_upload is not None):
+        raise Invalid(
+            "Give either schema (a Table Schema) or fromUpload (the id of a profiled upload), not both.",
+            problems=[{"field": "schema", "code": "required"}],
+        )
+    if has_schema:
+        descriptor = body["schema"]
+    else:
+        descriptor = _inferred_schema(storage, owner, from_upload, body.get("primaryKey"))
+    schema = parse_table_schema(descriptor)
+    schema_text = json.dumps(schema.to_json(), separators=(",", ":"), ensure_ascii=False)
+    if len(schema_text) > MAX_SCHEMA_CHARS:
+        raise LimitExceeded(
+            f"The schema is {len(schema_text):,} characters as JSON; the limit is {MAX_SCHEMA_CHARS:,}."
+        )
+    moment = jobs.now()
+    dataset_id = new_id()
+    entity = {
+        "PartitionKey": dataset_id,
+        "RowKey": jobs.DATASET_ROW,
+        "owner": owner.user_id,
+        "name": name,
+        "description": description,
+        "schema": schema_text,
+        "status": ACTIVE,
+        "generation": 0,
+        "rowCount": 0,
+        "activeJob": "",
+        "createdAt": moment,
+        "updatedAt": moment,
+    }
+    result = jobs.datasets_table(storage).create_entity(entity)
+    stored = TableEntity(entity)
+    stored._metadata = {"etag": result["etag"]}
+    return Dataset.from_entity(stored)
+
+
+def _text(body: dict[str, Any], key: str, limit: int, *, required: bool) -> str:
+    value = body.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise Invalid(f"{key} must be a non-empty string.", problems=[{"field": key, "code": "required"}])
+    if len(value) > limit:
+        raise Invalid(
+            f"{key} is {len(value)} characters long; the limit is {limit}.",
+            problems=[{"field": key, "code": "maxLength"}],
+        )
+    return value.strip()
+
+
+def _inferred_schema(storage: Storage, owner: Principal, upload_id: object, primary_key: object) -> Any:
+    if not isinstance(upload_id, str):
+        raise Invalid("fromUpload must be an upload id.", problems=[{"field": "fromUpload", "code": "type"}])
+    upload = uploads.get_upload(storage=storage, principal=owner, upload_id=upload_id)
+    if upload.status != uploads.PROFILED:
+        raise Conflict(
+            f"Upload {upload_id} is {upload.status}; a dataset can be made from it once it is profiled."
+        )
+    descriptor = dict(uploads.describe_upload(storage=storage, upload=upload)["inferredSchema"])
+    if primary_key is not None:
+        descriptor["primaryKey"] = primary_key
+    return descriptor
+
+
+def load_dataset(storage: Storage, dataset_id: str) -> Dataset | None:
+    """Load a dataset by id; None if there is none."""
+    if not is_id(dataset_id):
+        return None
+    try:
+        return Dataset.from_entity(jobs.datasets_table(storage).get_entity(dataset_id, jobs.DATASET_ROW))
+    except ResourceNotFoundError:
+        return None
+
+
+def get_dataset(*, storage: Storage, principal: Principal, dataset_id: str) -> Dataset:
+    """Load a dataset the caller may see; someone else's is reported as not found."""
+    dataset = load_dataset(storage, dataset_id)
+    if dataset is None or (dataset.owner != principal.user_id and not principal.is_admin):
+        raise NotFound(f"There is no dataset {dataset_id!r}.")
+    return dataset
+
+
+def list_datasets(
+    *, storage: Storage, principal: Principal, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """List the caller's datasets (an admin's: everyone's), a page at a time."""
+    query = "RowKey eq @row"
+    parameters: dict[str, Any] = {"row": jobs.DATASET_ROW}
+    if not principal.is_admin:
+        query += " and owner eq @owner"
+        parameters["owner"] = principal.user_id
+    pages = (
+        jobs.datasets_table(storage)
+        .query_entities(query, parameters=parameters, results_per_page=limit)
+        .by_page(continuation_token=decode_cursor(cursor))
+    )
+    items: list[dict[str, Any]] = []
+    for page in pages:
+        items = [view(Dataset.from_entity(entity)) for entity in page]
+        break
+    token = pages.continuation_token if items else None
+    return {"items": items, "next": encode_cursor(token)}
+
+
+def request_delete(*, storage: Storage, principal: Principal, dataset_id: str) -> str:
+    """Mark the dataset `deleting` and queue its deletion (rows, jobs, errors, exports); return the job id."""
+    dataset = get_dataset(storage=storage, principal=principal, dataset_id=dataset_id)
+    if dataset.status == DELETING:
+        return dataset.active_job
+    if dataset.active_job:
+        raise Conflict(
+            f"Job {dataset.active_job} is working on this dataset; cancel it or wait for it to finish, "
+            "then delete the dataset."
+        )
+    job_id = new_id()
+    jobs.index_job(storage, job_id=job_id, dataset_id=dataset.id, kind=jobs.DELETE, owner=principal)
+    operations: list[Any] = [
+        (
+            TransactionOperation.UPDATE,
+            {
+                "PartitionKey": dataset.id,
+                "RowKey": jobs.DATASET_ROW,
+                "status": DELETING,
+                "activeJob": job_id,
+                "updatedAt": jobs.now(),
+            },
+            {
+                "mode": UpdateMode.MERGE,
+                "etag": dataset.etag,
+                "match_condition": MatchConditions.IfNotModified,
+            },
+        ),
+        (
+            TransactionOperation.CREATE,
+            jobs.new_job_entity(
+                dataset_id=dataset.id, job_id=job_id, kind=jobs.DELETE, owner=principal, status=jobs.QUEUED
+            ),
+        ),
+        (TransactionOperation.CREATE, jobs.outbox_entity(dataset.id, job_id, DELETE_QUEUE)),
+    ]
+    jobs.submit_or_conflict(storage, operations, "The dataset changed meanwhile; try again.")
+    jobs.send_command(storage, dataset_id=dataset.id, job_id=job_id, queue=DELETE_QUEUE, traceparent=None)
+    return job_id
+
+
+def delete_dataset(*, storage: Storage, job_id: str) -> str:
+    """Delete a dataset: its row tables, jobs' errors and files, then its partition. Safe to run twice."""
+    job = jobs.load_job(storage, job_id)
+    if job is None or job.kind != jobs.DELETE:
+        return "missing"
+    dataset = load_dataset(storage, job.dataset_id)
+    if dataset is None or dataset.active_job != job_id:
+        return "missing"
+    for generation in range(dataset.generation + 2):  # +1: the table of an unfinished replace
+        storage.tables.delete_table(rows.rows_table_name(dataset.id, generation))
+    table = jobs.datasets_table(storage)
+    partition = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": dataset.id}))
+    for entity in partition:
+        if entity["RowKey"].startswith("job-"):
+            _delete_job_data(
+                storage,
+                entity["RowKey"].removeprefix("job-"),
+                keep_index=entity["RowKey"] == jobs.job_row(job_id),
+            )
+    # The dataset row goes last, so a re-run after a crash still finds the work to finish.
+    others = [entity for entity in partition if entity["RowKey"] != jobs.DATASET_ROW]
+    for start in range(0, len(others), 100):
+        table.submit_transaction([("delete", entity) for entity in others[start : start + 100]])
+    table.delete_entity(dataset.id, jobs.DATASET_ROW)
+    jobs.jobs_index(storage).delete_entity(job_id, "job")
+    return jobs.COMPLETED
+
+
+def _delete_job_data(storage: Storage, job_id: str, *, keep_index: bool) -> None:
+    errors = storage.tables.get_table_client(ROW_ERRORS_TABLE)
+    found = list(
+        errors.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": job_id}, select=["PartitionKey", "RowKey"]
+        )
+    )
+    for start in range(0, len(found), 100):
+        errors.submit_transaction([("delete", entity) for entity in found[start : start + 100]])
+    for container, prefix in ((WORK_CONTAINER, f"{job_id}/"), (EXPORTS_CONTAINER, f"{job_id}.csv")):
+        client = storage.blobs.get_container_client(container)
+        for blob in client.list_blobs(name_starts_with=prefix):
+            with contextlib.suppress(ResourceNotFoundError):
+                client.delete_blob(blob.name)
+    if not keep_index:
+        jobs.jobs_index(storage).delete_entity(job_id, "job")

@@ -1,0 +1,121 @@
+"""Idempotency-Key: a repeated POST with the same key gets the first answer instead of doing it again.
+
+The first request claims the key (a conditional create), does the work and stores its answer; a repeat
+with the same request replays that answer, a repeat with a different request is refused (422), and a
+repeat while the first is still running gets 409. Failed requests (4xx/5xx) release the key, so the
+caller can fix the request and send it again with the same key. A claim left by a process that died
+is taken over after ``STALE_CLAIM``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from core import jobs
+from core.errors import BadRequest, Conflict, Invalid
+from core.storage import IDEMPOTENCY_TABLE, Storage
+
+MAX_KEY_CHARS: Final = 255
+MAX_STORED_BODY_CHARS: Final = 30_000
+STALE_CLAIM: Final = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A stored answer to replay."""
+
+    status: int
+    body: str
+    location: str | None
+
+
+def _table(storage: Storage) -> TableClient:
+    return storage.tables.get_table_client(IDEMPOTENCY_TABLE)
+
+
+def _keys(user_id: str, key: str) -> tuple[str, str]:
+    if not key or len(key) > MAX_KEY_CHARS or not key.isprintable():
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} printable characters.")
+    return hashlib.sha256(user_id.encode()).hexdigest()[:40], hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    """Identify a request, so a key reused for another request can be told apart."""
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+
+
+def claim(storage: Storage, *, user_id: str, key: str, request: str) -> Answer | None:
+    """Claim the key for this request, or return the answer stored for it; raise if it cannot be used."""
+    partition, row = _keys(user_id, key)
+    table = _table(storage)
+    entity = {
+        "PartitionKey": partition,
+        "RowKey": row,
+        "request": request,
+        "state": "pending",
+        "claimedAt": jobs.now(),
+    }
+    try:
+        table.create_entity(entity)
+        return None
+    except ResourceExistsError:
+        pass
+    stored = table.get_entity(partition, row)
+    if stored["request"] != request:
+        raise Invalid(
+            "This Idempotency-Key was used for a different request; use a new key for a new request."
+        )
+    if stored["state"] == "done":
+        return Answer(int(stored["status"]), stored.get("body", ""), stored.get("location") or None)
+    if stored["claimedAt"] > jobs.now() - STALE_CLAIM:
+        raise Conflict("A request with this Idempotency-Key is still being processed; try again shortly.")
+    try:  # the first request's process died: take its claim over
+        table.update_entity(
+            entity,
+            mode=UpdateMode.REPLACE,
+            etag=stored.metadata["etag"],
+            match_condition=MatchConditions.IfNotModified,
+        )
+    except ResourceModifiedError as error:
+        raise Conflict(
+            "A request with this Idempotency-Key is still being processed; try again shortly."
+        ) from error
+    return None
+
+
+def remember(storage: Storage, *, user_id: str, key: str, answer: Answer) -> None:
+    """Store the answer of a successful request, to replay for repeats."""
+    partition, row = _keys(user_id, key)
+    _table(storage).update_entity(
+        {
+            "PartitionKey": partition,
+            "RowKey": row,
+            "state": "done",
+            "status": answer.status,
+            "body": answer.body[:MAX_STORED_BODY_CHARS],
+            "location": answer.location or "",
+        },
+        mode=UpdateMode.MERGE,
+    )
+
+
+def release(storage: Storage, *, user_id: str, key: str) -> None:
+    """Forget a claim whose request failed, so the same key can be sent again."""
+    partition, row = _keys(user_id, key)
+    try:
+        _table(storage).delete_entity(partition, row)
+    except ResourceNotFoundError:
+        pass
+
+
+def answer_of(status: int, body: Any, location: str | None) -> Answer:
+    """Build an Answer from a response's parts."""
+    text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
+    return Answer(status, text, location)

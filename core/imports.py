@@ -1,0 +1,1032 @@
+"""Imports: start one, show it, decide its review, and the idempotent steps its orchestration runs.
+
+The job entity (``core.jobs``) is the truth users see. The steps, each safe to run twice:
+
+1. ``plan_import``: read the file once, cut it into chunks of whole records (``core.chunking``) and
+   record each chunk's byte range and first row; status ``validating``.
+2. ``validate_chunk`` (in parallel): read only the chunk's bytes, validate them, store the row errors
+   and the chunk's counts; with key constraints, store the chunk's sorted keys split into buckets.
+3. ``merge_keys`` (one per bucket, in parallel): find keys used twice anywhere in the file; the later
+   rows are invalid. Buckets hold ``KEYS_PER_BUCKET`` keys, so memory does not grow with the file.
+4. ``review_import``: add the counts up; ``awaiting_review`` unless ``autoApply`` and nothing is
+   invalid. The orchestration waits for a decision (``decide_import``) or the review window to end.
+5. ``apply_chunk`` (in parallel): validate the chunk again (cheap next to writing), drop duplicates,
+   and write the rows in transactions of ≤ 100 entities of one partition. Every row carries the job id
+   and what the job did to it, so a re-run counts a row it wrote before the same way.
+6. ``finalize_import``: counts, status, and in the same transaction the dataset's row count, its
+   release and, for ``replace``, the switch to the new table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableTransactionError, TransactionOperation, UpdateMode
+
+from core import datasets, jobs, rows, uploads
+from core.auth import Principal
+from core.chunking import ChunkPlan, chunk_encoding, plan_chunks
+from core.csvformat import DecodedText, Dialect, read_records
+from core.datasets import Dataset
+from core.errors import Conflict, Invalid, NotFound
+from core.ids import new_id
+from core.jobs import Job
+from core.mapping import ColumnMapping, map_columns
+from core.paging import decode_cursor, encode_cursor
+from core.settings import Settings
+from core.storage import IMPORT_QUEUE, ROW_ERRORS_TABLE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage
+from core.tableschema import TableSchema
+from core.validation import KeyDigests, KeyRun, RowError, Validator, merge_keys
+
+log = logging.getLogger(__name__)
+
+MODES: Final = ("insert", "upsert", "replace")
+DECISIONS: Final = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}
+KEYS_PER_BUCKET: Final = 100_000
+STORED_ERRORS_PER_CHUNK: Final = 2_000
+BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
+APPLY_THREADS: Final = 4
+PROGRESS_EVERY_BATCHES: Final = 10
+ROW_LEVEL: Final = 999  # the position of errors about a whole row, after every field
+
+
+# --- the front end -------------------------------------------------------------------------------
+
+
+def start_import(
+    *, storage: Storage, settings: Settings, principal: Principal, dataset_id: str, body: dict[str, Any]
+) -> Job:
+    """Check the request, then write the job, its command and the dataset's claim in one transaction."""
+    dataset = datasets.get_dataset(storage=storage, principal=principal, dataset_id=dataset_id)
+    upload_id, mode, explicit, auto_apply = _import_request(body, dataset.schema)
+    upload = uploads.get_upload(storage=storage, principal=principal, upload_id=upload_id)
+    if upload.status != uploads.PROFILED:
+        raise Conflict(f"Upload {upload_id} is {upload.status}; it can be imported once it is profiled.")
+    profile = uploads.describe_upload(storage=storage, upload=upload)
+    header = [column["name"] for column in profile["columns"]]
+    mapping = map_columns(dataset.schema, header, explicit)  # refused here, before any work starts
+    _claimable(dataset)
+    job_id = new_id()
+    jobs.index_job(storage, job_id=job_id, dataset_id=dataset.id, kind=jobs.IMPORT, owner=principal)
+    generation = dataset.generation + 1 if mode == "replace" else dataset.generation
+    job = jobs.new_job_entity(
+        dataset_id=dataset.id,
+        job_id=job_id,
+        kind=jobs.IMPORT,
+        owner=principal,
+        status=jobs.QUEUED,
+        phase="queued",
+        uploadId=upload.id,
+        fileName=upload.file_name,
+        blobEtag=upload.blob_etag or "",
+        mode=mode,
+        autoApply=auto_apply,
+        mapping=json.dumps(mapping.to_json(), ensure_ascii=False),
+        header=json.dumps(header, ensure_ascii=False),
+        encoding=profile["encoding"],
+        dialect=json.dumps(profile["dialect"]),
+        rowsTotal=int(profile["rowCount"]) - (1 if profile["dialect"]["header"] else 0),
+        generation=generation,
+        startRowCount=dataset.row_count,
+        reviewSeconds=settings.review_seconds,
+    )
+    operations: list[Any] = [
+        _claim(dataset, job_id),
+        (TransactionOperation.CREATE, job),
+        (TransactionOperation.CREATE, jobs.outbox_entity(dataset.id, job_id, IMPORT_QUEUE)),
+    ]
+    jobs.submit_or_conflict(storage, operations, "Another job started on this dataset meanwhile; try again.")
+    jobs.send_command(storage, dataset_id=dataset.id, job_id=job_id, queue=IMPORT_QUEUE, traceparent=None)
+    loaded = jobs.load_job(storage, job_id)
+    assert loaded is not None
+    return loaded
+
+
+def _import_request(
+    body: dict[str, Any], schema: TableSchema
+) -> tuple[str, str, dict[str, Any] | None, bool]:
+    problems: list[dict[str, Any]] = []
+    upload_id = body.get("uploadId")
+    if not isinstance(upload_id, str) or not upload_id:
+        problems.append({"field": "uploadId", "code": "required", "message": "uploadId is required."})
+    mode = body.get("mode", "insert")
+    if mode not in MODES:
+        problems.append(
+            {"field": "mode", "code": "enum", "message": f"mode must be one of {', '.join(MODES)}."}
+        )
+    elif mode == "upsert" and not schema.primary_key:
+        problems.append(
+            {
+                "field": "mode",
+                "code": "needsPrimaryKey",
+                "message": "upsert needs a schema with a primaryKey.",
+            }
+        )
+    mapping = body.get("mapping")
+    if mapping is not None and not isinstance(mapping, dict):
+        problems.append({"field": "mapping", "code": "type", "message": "mapping must be {field: column}."})
+    auto_apply = body.get("autoApply", False)
+    if not isinstance(auto_apply, bool):
+        problems.append({"field": "autoApply", "code": "type", "message": "autoApply must be true or false."})
+    if problems:
+        raise Invalid(
+            "The import request is not valid: " + " ".join(p["message"] for p in problems), problems=problems
+        )
+    return str(upload_id), str(mode), mapping, bool(auto_apply)
+
+
+def _claimable(dataset: Dataset) -> None:
+    if dataset.status != datasets.ACTIVE:
+        raise Conflict("This dataset is being deleted.")
+    if dataset.active_job:
+        raise Conflict(
+            f"Import {dataset.active_job} is still working on this dataset; wait for it to finish, "
+            "or cancel it, then start this import."
+        )
+
+
+def _claim(dataset: Dataset, job_id: str) -> Any:
+    return (
+        TransactionOperation.UPDATE,
+        {
+            "PartitionKey": dataset.id,
+            "RowKey": jobs.DATASET_ROW,
+            "activeJob": job_id,
+            "updatedAt": jobs.now(),
+        },
+        {"mode": UpdateMode.MERGE, "etag": dataset.etag, "match_condition": MatchConditions.IfNotModified},
+    )
+
+
+def get_import(*, storage: Storage, principal: Principal, job_id: str) -> Job:
+    """Load an import the caller may see."""
+    return jobs.job_for(storage, principal, job_id, kind=jobs.IMPORT)
+
+
+def import_view(storage: Storage, job: Job) -> dict[str, Any]:
+    """Return the API view of an import, with live progress while it runs."""
+    counts = job.json_property("counts", {})
+    total, done = _progress(storage, job)
+    view: dict[str, Any] = {
+        "id": job.id,
+        "datasetId": job.dataset_id,
+        "uploadId": job.get("uploadId"),
+        "fileName": job.get("fileName"),
+        "mode": job.get("mode"),
+        "autoApply": bool(job.get("autoApply")),
+        "status": job.status,
+        "phase": job.get("phase", job.status),
+        "progress": {
+            "done": done,
+            "total": total,
+            "percent": round(100 * done / total, 1) if total else 100.0,
+        },
+        "counts": {
+            key: counts.get(key) for key in ("rows", "valid", "invalid", "inserted", "updated", "unchanged")
+        },
+        "errorSummary": job.json_property("errorSummary", []),
+        "errorsStored": job.get("errorsStored"),
+        "mapping": job.json_property("mapping", {}),
+        "createdAt": jobs.iso(job.get("createdAt")),
+        "updatedAt": jobs.iso(job.get("updatedAt")),
+        "links": {
+            "self": f"/api/imports/{job.id}",
+            "errors": f"/api/imports/{job.id}/errors",
+            "errorsCsv": f"/api/imports/{job.id}/errors.csv",
+            "dataset": f"/api/datasets/{job.dataset_id}",
+        },
+    }
+    for key in ("expiresAt", "decidedAt"):
+        if job.get(key) is not None:
+            view[key] = jobs.iso(job.get(key))
+    if job.get("decision"):
+        view["decision"] = job.get("decision")
+    if job.get("error"):
+        view["error"] = job.get("error")
+    if job.get("cancelRequested") and job.status not in jobs.FINISHED:
+        view["cancelRequested"] = True
+    return view
+
+
+def _progress(storage: Storage, job: Job) -> tuple[int, int]:
+    """Return (total, done) rows of the current phase."""
+    counts = job.json_property("counts", {})
+    if job.status in (jobs.QUEUED,):
+        return int(job.get("rowsTotal") or 0), 0
+    if job.status == jobs.VALIDATING:
+        total = int(job.get("rowsTotal") or 0)
+        done = sum(
+            int(c.get("validatedRows", 0))
+            for c in jobs.partition_rows(storage, job.dataset_id, f"chunk-{job.id}-")
+        )
+        return total, min(done, total)
+    if job.status == jobs.APPLYING:
+        total = int(counts.get("valid") or 0)
+        done = sum(
+            int(c.get("appliedRows", 0))
+            for c in jobs.partition_rows(storage, job.dataset_id, f"chunk-{job.id}-")
+        )
+        return total, min(done, total)
+    total = int(counts.get("rows") or job.get("rowsTotal") or 0)
+    return total, total
+
+
+def list_imports(
+    *, storage: Storage, principal: Principal, dataset_id: str, cursor: str | None, limit: int
+) -> dict[str, Any]:
+    """List a dataset's imports, newest first."""
+    dataset = datasets.get_dataset(storage=storage, principal=principal, dataset_id=dataset_id)
+    found = [jobs.Job.from_entity(e) for e in jobs.partition_rows(storage, dataset.id, "job-")]
+    found = sorted((job for job in found if job.kind == jobs.IMPORT), key=lambda job: job.id, reverse=True)
+    state = decode_cursor(cursor) or {}
+    before = state.get("before")
+    if before is not None:
+        found = [job for job in found if job.id < before]
+    page = found[:limit]
+    more = len(found) > limit
+    return {
+        "items": [import_view(storage, job) for job in page],
+        "next": encode_cursor({"before": page[-1].id}) if more else None,
+    }
+
+
+def record_decision(*, storage: Storage, principal: Principal, job_id: str, action: str) -> Job:
+    """Record approve / reject (review only) or cancel (any time before the end), and relay it."""
+    job = get_import(storage=storage, principal=principal, job_id=job_id)
+    decision = DECISIONS[action]
+
+    def change(current: Job) -> dict[str, Any] | None:
+        if current.status in jobs.FINISHED:
+            raise Conflict(f"This import is already {current.status}; it can no longer be {decision}.")
+        if action == "cancel":
+            if current.get("cancelRequested"):
+                return None
+            fields: dict[str, Any] = {"cancelRequested": True}
+            if current.status == jobs.AWAITING_REVIEW:
+                fields.update(decision=decision, decidedAt=jobs.now())
+            return fields
+        if current.status != jobs.AWAITING_REVIEW:
+            raise Conflict(
+                f"This import is {current.status}; only an import awaiting review can be {decision}."
+            )
+        if current.get("decision"):
+            if current.get("decision") == decision:
+                return None
+            raise Conflict(f"This import was already {current.get('decision')}.")
+        return {"decision": decision, "decidedAt": jobs.now(), "decidedBy": principal.user_id}
+
+    updated = jobs.change_job(storage, job.id, change)
+    assert updated is not None
+    _relay(storage, updated)
+    return updated
+
+
+def _relay(storage: Storage, job: Job) -> None:
+    """Queue the job's command so the worker raises the decision event (through the outbox)."""
+    try:
+        jobs.datasets_table(storage).upsert_entity(jobs.outbox_entity(job.dataset_id, job.id, IMPORT_QUEUE))
+    except AzureError:
+        log.exception("Could not write the outbox row of job %s", job.id)
+        raise
+    jobs.send_command(storage, dataset_id=job.dataset_id, job_id=job.id, queue=IMPORT_QUEUE, traceparent=None)
+
+
+# --- row errors ----------------------------------------------------------------------------------
+
+
+def errors_page(*, storage: Storage, job: Job, cursor: str | None, limit: int) -> dict[str, Any]:
+    """Return one page of an import's row errors, in row order."""
+    pages = (
+        _errors_table(storage)
+        .query_entities("PartitionKey eq @pk", parameters={"pk": job.id}, results_per_page=limit)
+        .by_page(continuation_token=decode_cursor(cursor))
+    )
+    items: list[dict[str, Any]] = []
+    for page in pages:
+        items = [_error_view(entity) for entity in page]
+        break
+    token = pages.continuation_token if items else None
+    return {"items": items, "next": encode_cursor(token)}
+
+
+def errors_csv(*, storage: Storage, job: Job) -> str:
+    """Return all of an import's stored row errors as CSV text (cells safe from CSV injection)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(["row", "column", "code", "message", "value"])
+    for entity in _errors_table(storage).query_entities("PartitionKey eq @pk", parameters={"pk": job.id}):
+        error = _error_view(entity)
+        writer.writerow(
+            [
+                error["row"],
+                rows.safe_cell(error["column"]),
+                error["code"],
+                rows.safe_cell(error["message"]),
+                rows.safe_cell(error["value"]),
+            ]
+        )
+    return out.getvalue()
+
+
+def _error_view(entity: Any) -> dict[str, Any]:
+    return {
+        "row": int(entity["row"]),
+        "column": entity.get("column", ""),
+        "code": entity["code"],
+        "message": entity["message"],
+        "value": entity.get("value", ""),
+    }
+
+
+def _errors_table(storage: Storage) -> TableClient:
+    return storage.tables.get_table_client(ROW_ERRORS_TABLE)
+
+
+def _store_errors(storage: Storage, job_id: str, positions: dict[str, int], errors: list[RowError]) -> None:
+    """Write row errors (upserts, so a re-run rewrites the same rows) in transactions of 100."""
+    entities = [
+        {
+            "PartitionKey": job_id,
+            "RowKey": f"{error.row:010d}-{positions.get(error.column, ROW_LEVEL):03d}-{error.code}",
+            "row": error.row,
+            "column": error.column,
+            "code": error.code,
+            "message": error.message[:2_000],
+            "value": error.value,
+        }
+        for error in errors
+    ]
+    table = _errors_table(storage)
+    for start in range(0, len(entities), BATCH_ENTITIES):
+        batch = entities[start : start + BATCH_ENTITIES]
+        _retrying(lambda batch=batch: table.submit_transaction([("upsert", e) for e in batch]))
+
+
+def _positions(schema: TableSchema) -> dict[str, int]:
+    positions = {item.name: index for index, item in enumerate(schema.fields)}
+    if len(schema.primary_key) > 1:
+        positions[", ".join(schema.primary_key)] = positions[schema.primary_key[0]]
+    return positions
+
+
+# --- the worker: relay commands ------------------------------------------------------------------
+
+
+def command_for(storage: Storage, job_id: str) -> tuple[str, Job | None]:
+    """Tell the import worker what a command means now: "start", "decide" or "none"."""
+    job = jobs.load_job(storage, job_id)
+    if job is None or job.kind != jobs.IMPORT or job.status in jobs.FINISHED:
+        return "none", job
+    if job.status == jobs.QUEUED:
+        return "start", job
+    if job.get("decision") or job.get("cancelRequested"):
+        return "decide", job
+    return "none", job
+
+
+# --- the orchestration's activities ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    job: Job
+    dataset: Dataset
+    schema: TableSchema
+    mapping: ColumnMapping
+    dialect: Dialect
+
+
+def _context(storage: Storage, job_id: str) -> _Context:
+    job = jobs.load_job(storage, job_id)
+    if job is None:
+        raise NotFound(f"import {job_id} is gone")
+    dataset = datasets.load_dataset(storage, job.dataset_id)
+    if dataset is None:
+        raise NotFound(f"the dataset of import {job_id} is gone")
+    schema = dataset.schema
+    header = job.json_property("header", [])
+    explicit = job.json_property("mapping", {}).get("fields", {})
+    dialect_json = job.json_property("dialect", {})
+    dialect = Dialect(
+        delimiter=dialect_json["delimiter"],
+        quote_char=dialect_json["quoteChar"],
+        header=dialect_json["header"],
+    )
+    return _Context(job, dataset, schema, map_columns(schema, header, explicit), dialect)
+
+
+def plan_import(*, storage: Storage, settings: Settings, job_id: str) -> dict[str, Any]:
+    """Cut the file into chunks and record them; return what the orchestration needs to go on."""
+    ctx = _context(storage, job_id)
+    job = ctx.job
+    if job.status in jobs.FINISHED:
+        return {"stop": job.status}
+    if job.get("cancelRequested"):
+        return {"stop": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
+    _header, chunks = plan_chunks(
+        _blob(storage, job, None),
+        encoding=job.get("encoding"),
+        dialect=ctx.dialect,
+        max_field_chars=uploads.MAX_FIELD_CHARS,
+        chunk_rows=settings.chunk_rows,
+    )
+    table = jobs.datasets_table(storage)
+    for chunk in chunks:
+        table.upsert_entity(
+            {
+                "PartitionKey": job.dataset_id,
+                "RowKey": jobs.chunk_row(job_id, chunk.index),
+                "start": chunk.start,
+                "end": chunk.end,
+                "firstRow": chunk.first_row,
+                "rows": chunk.rows,
+            },
+            mode=UpdateMode.MERGE,
+        )
+    total = sum(chunk.rows for chunk in chunks)
+    buckets = max(1, -(-total // KEYS_PER_BUCKET)) if _key_constraints(ctx.schema) else 0
+    jobs.change_job(
+        storage,
+        job_id,
+        lambda current: (
+            {
+                "status": jobs.VALIDATING,
+                "phase": "validating",
+                "rowsTotal": total,
+                "chunks": len(chunks),
+                "buckets": buckets,
+            }
+            if current.status == jobs.QUEUED
+            else None
+        ),
+    )
+    return {"chunks": len(chunks), "buckets": buckets, "rows": total}
+
+
+def _key_constraints(schema: TableSchema) -> bool:
+    return bool(schema.primary_key) or any(item.constraints.unique for item in schema.fields)
+
+
+def _chunk(storage: Storage, job: Job, index: int) -> tuple[ChunkPlan, Any]:
+    entity = jobs.datasets_table(storage).get_entity(job.dataset_id, jobs.chunk_row(job.id, index))
+    plan = ChunkPlan(
+        index, int(entity["start"]), int(entity["end"]), int(entity["firstRow"]), int(entity["rows"])
+    )
+    return plan, entity
+
+
+def _records(storage: Storage, ctx: _Context, chunk: ChunkPlan) -> Iterator[list[str]]:
+    encoding = chunk_encoding(ctx.job.get("encoding"), chunk.start)
+    text = DecodedText(_blob(storage, ctx.job, chunk), encoding=encoding)
+    return read_records(
+        text,
+        ctx.dialect,
+        max_columns=len(ctx.mapping.header) + 1_000,
+        max_field_chars=uploads.MAX_FIELD_CHARS,
+    )
+
+
+def _blob(storage: Storage, job: Job, chunk: ChunkPlan | None) -> Iterator[bytes]:
+    blob = storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId"))
+    etag = job.get("blobEtag") or None
+    condition = MatchConditions.IfNotModified if etag else None
+    if chunk is None:
+        stream = blob.download_blob(max_concurrency=1, etag=etag, match_condition=condition)
+    elif chunk.end == chunk.start:
+        return iter([b""])
+    else:
+        stream = blob.download_blob(
+            offset=chunk.start,
+            length=chunk.end - chunk.start,
+            max_concurrency=1,
+            etag=etag,
+            match_condition=condition,
+        )
+    return iter(stream.chunks())
+
+
+def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
+    """Validate one chunk: store its row errors, counts and key buckets. Safe to run twice."""
+    ctx = _context(storage, job_id)
+    if ctx.job.status in jobs.FINISHED or ctx.job.get("cancelRequested"):
+        return {"cancelled": True}
+    chunk, _ = _chunk(storage, ctx.job, index)
+    validator = Validator(ctx.schema, ctx.mapping)
+    result = validator.validate_chunk(
+        _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=False
+    )
+    if result.row_count != chunk.rows:
+        raise RuntimeError(
+            f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
+        )
+    stored = result.errors[:STORED_ERRORS_PER_CHUNK]
+    _store_errors(storage, job_id, _positions(ctx.schema), stored)
+    offsets = _store_key_buckets(storage, ctx.job, index, result.keys)
+    jobs.datasets_table(storage).upsert_entity(
+        {
+            "PartitionKey": ctx.job.dataset_id,
+            "RowKey": jobs.chunk_row(job_id, index),
+            "validatedRows": result.row_count,
+            "invalid": result.invalid_count,
+            "errorCounts": _counts_json(result.errors),
+            "errorsStored": len(stored),
+            "errorsFound": len(result.errors),
+            "keyOffsets": json.dumps(offsets),
+        },
+        mode=UpdateMode.MERGE,
+    )
+    return {"rows": result.row_count, "invalid": result.invalid_count}
+
+
+def _counts_json(errors: list[RowError]) -> str:
+    counts = Counter((error.code, error.column) for error in errors)
+    return json.dumps([[code, column, count] for (code, column), count in counts.items()], ensure_ascii=False)
+
+
+def _bucket(key: str, buckets: int) -> int:
+    return zlib.crc32(key.encode("utf-8", "surrogatepass")) % buckets
+
+
+def _store_key_buckets(storage: Storage, job: Job, index: int, digests: KeyDigests) -> list[list[int]]:
+    """Write the chunk's key runs split into buckets, one JSON line per bucket; return their byte ranges."""
+    buckets = int(job.get("buckets") or 0)
+    if not buckets or not digests.runs:
+        return []
+    lines: list[bytes] = []
+    for bucket in range(buckets):
+        runs = [
+            _run_part(run, [i for i, key in enumerate(run.keys) if _bucket(str(key), buckets) == bucket])
+            for run in digests.runs
+        ]
+        lines.append(json.dumps([run.to_json() for run in runs], ensure_ascii=False).encode() + b"\n")
+    offsets, position = [], 0
+    for line in lines:
+        offsets.append([position, position + len(line)])
+        position += len(line)
+    _work_blob(storage, job.id, f"keys-{index:05d}").upload_blob(b"".join(lines), overwrite=True)
+    return offsets
+
+
+def _run_part(run: KeyRun, picked: list[int]) -> KeyRun:
+    return KeyRun(
+        code=run.code,
+        columns=run.columns,
+        keys=[run.keys[i] for i in picked],
+        rows=[run.rows[i] for i in picked],
+        values=[run.values[i] for i in picked],
+        valid=bytes(run.valid[i] for i in picked),
+    )
+
+
+def _work_blob(storage: Storage, job_id: str, name: str) -> Any:
+    return storage.blobs.get_blob_client(WORK_CONTAINER, f"{job_id}/{name}")
+
+
+def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str, Any]:
+    """Find keys used twice across the file in one bucket; store the errors and the rows they invalidate."""
+    ctx = _context(storage, job_id)
+    if ctx.job.status in jobs.FINISHED or ctx.job.get("cancelRequested"):
+        return {"cancelled": True}
+    digests = []
+    for entity in jobs.partition_rows(storage, ctx.job.dataset_id, f"chunk-{job_id}-"):
+        offsets = json.loads(entity.get("keyOffsets") or "[]")
+        if not offsets:
+            continue
+        start, end = offsets[bucket]
+        index = int(entity["RowKey"].rsplit("-", 1)[1])
+        data = _work_blob(storage, job_id, f"keys-{index:05d}").download_blob(
+            offset=start, length=end - start
+        )
+        digests.append(KeyDigests.from_json(json.loads(data.readall())))
+    merged = merge_keys(digests)
+    stored = merged.errors[:STORED_ERRORS_PER_CHUNK]
+    _store_errors(storage, job_id, _positions(ctx.schema), stored)
+    _work_blob(storage, job_id, f"dups-{bucket:05d}").upload_blob(
+        json.dumps(merged.newly_invalid_rows).encode(), overwrite=True
+    )
+    jobs.datasets_table(storage).upsert_entity(
+        {
+            "PartitionKey": ctx.job.dataset_id,
+            "RowKey": f"keys-{job_id}-{bucket:05d}",
+            "newlyInvalid": len(merged.newly_invalid_rows),
+            "errorCounts": _counts_json(merged.errors),
+            "errorsStored": len(stored),
+            "errorsFound": len(merged.errors),
+        }
+    )
+    return {"duplicates": len(merged.errors)}
+
+
+def _summed(storage: Storage, job: Job) -> dict[str, Any]:
+    """Add up the chunk and key-bucket records of an import."""
+    totals: Counter[str] = Counter()
+    errors: Counter[tuple[str, str]] = Counter()
+    for prefix in (f"chunk-{job.id}-", f"keys-{job.id}-"):
+        for entity in jobs.partition_rows(storage, job.dataset_id, prefix):
+            for key in (
+                "rows",
+                "invalid",
+                "newlyInvalid",
+                "errorsStored",
+                "errorsFound",
+                "inserted",
+                "updated",
+                "unchanged",
+                "conflicts",
+                "appliedRows",
+            ):
+                totals[key] += int(entity.get(key) or 0)
+            for code, column, count in json.loads(entity.get("errorCounts") or "[]"):
+                errors[(code, column)] += count
+            for code, column, count in json.loads(entity.get("applyErrorCounts") or "[]"):
+                errors[(code, column)] += count
+    summary = [
+        {"code": code, "column": column, "count": count} for (code, column), count in errors.most_common()
+    ]
+    return {"totals": totals, "summary": summary}
+
+
+def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
+    """Count what validation found; go on to apply, or wait for a review. Returns {next, expiresAt?}."""
+    job = jobs.load_job(storage, job_id)
+    if job is None or job.status in jobs.FINISHED:
+        return {"next": "stop"}
+    if job.get("cancelRequested"):
+        return {"next": "stop", "status": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
+    if job.status in (jobs.AWAITING_REVIEW, jobs.APPLYING):  # a re-run: the first run decided
+        return {
+            "next": "review" if job.status == jobs.AWAITING_REVIEW else "apply",
+            "expiresAt": jobs.iso(job.get("expiresAt")),
+        }
+    summed = _summed(storage, job)
+    totals = summed["totals"]
+    invalid = totals["invalid"] + totals["newlyInvalid"]
+    counts = {
+        "rows": totals["rows"],
+        "valid": totals["rows"] - invalid,
+        "invalid": invalid,
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 0,
+    }
+    review = invalid > 0 or not job.get("autoApply")
+    fields: dict[str, Any] = {
+        "counts": json.dumps(counts),
+        "errorSummary": json.dumps(summed["summary"], ensure_ascii=False),
+        "errorsStored": totals["errorsStored"],
+    }
+    if review:
+        seconds = int(job.get("reviewSeconds") or 0)
+        fields.update(status=jobs.AWAITING_REVIEW, phase="awaiting_review")
+        fields["expiresAt"] = jobs.now() + timedelta(seconds=seconds)
+    else:
+        fields.update(status=jobs.APPLYING, phase="applying")
+    updated = jobs.change_job(
+        storage, job_id, lambda current: fields if current.status == jobs.VALIDATING else None
+    )
+    assert updated is not None
+    return {
+        "next": "review" if updated.status == jobs.AWAITING_REVIEW else "apply",
+        "expiresAt": jobs.iso(updated.get("expiresAt")),
+    }
+
+
+def decide_import(*, storage: Storage, job_id: str, timed_out: bool) -> dict[str, Any]:
+    """Act on the recorded decision (or the end of the review window); return {next}."""
+    job = jobs.load_job(storage, job_id)
+    if job is None or job.status in jobs.FINISHED:
+        return {"next": "stop"}
+    if job.status == jobs.APPLYING:
+        return {"next": "apply"}
+    decision = job.get("decision")
+    if decision == "approved":
+        jobs.change_job(
+            storage,
+            job_id,
+            lambda current: (
+                {"status": jobs.APPLYING, "phase": "applying"}
+                if current.status == jobs.AWAITING_REVIEW
+                else None
+            ),
+        )
+        return {"next": "apply"}
+    if decision in ("rejected", "cancelled"):
+        status = jobs.REJECTED if decision == "rejected" else jobs.CANCELLED
+        return {"next": "stop", "status": _finish(storage, job_id, status=status, phase=status)}
+    if timed_out:
+        return {"next": "stop", "status": _finish(storage, job_id, status=jobs.EXPIRED, phase=jobs.EXPIRED)}
+    return {"next": "wait"}
+
+
+def _dup_rows(storage: Storage, job: Job, chunk: ChunkPlan) -> set[int]:
+    found: set[int] = set()
+    end = chunk.first_row + chunk.rows
+    for bucket in range(int(job.get("buckets") or 0)):
+        try:
+            data = _work_blob(storage, job.id, f"dups-{bucket:05d}").download_blob().readall()
+        except ResourceNotFoundError:
+            continue
+        found.update(row for row in json.loads(data) if chunk.first_row <= row < end)
+    return found
+
+
+@dataclass
+class _Applied:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] | None = None
+
+
+def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
+    """Write one chunk's valid rows to the dataset's table. Safe to run twice (rows carry the job id)."""
+    ctx = _context(storage, job_id)
+    job = ctx.job
+    if job.status != jobs.APPLYING or job.get("cancelRequested"):
+        return {"cancelled": True}
+    chunk, entity = _chunk(storage, job, index)
+    if entity.get("applied"):
+        return {"rows": int(entity.get("appliedRows") or 0)}
+    result = Validator(ctx.schema, ctx.mapping).validate_chunk(
+        _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
+    )
+    skip = _dup_rows(storage, job, chunk)
+    mode = job.get("mode")
+    entities = []
+    numbers = []
+    for number, values in zip(result.valid_row_numbers, result.valid_rows, strict=True):
+        if number in skip:
+            continue
+        key = rows.api_key(ctx.schema, values) if ctx.schema.primary_key else f"{job_id}-{number:010d}"
+        entities.append(rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i"))
+        numbers.append(number)
+    writer = _RowWriter(
+        storage, job, ctx.schema, mode, rows.rows_table_name(job.dataset_id, int(job.get("generation")))
+    )
+    applied = writer.write(entities, numbers, chunk)
+    if applied is None:
+        return {"cancelled": True}
+    errors = applied.errors or []
+    _store_errors(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
+    jobs.datasets_table(storage).upsert_entity(
+        {
+            "PartitionKey": job.dataset_id,
+            "RowKey": jobs.chunk_row(job_id, index),
+            "applied": True,
+            "appliedRows": len(entities),
+            "inserted": applied.inserted,
+            "updated": applied.updated,
+            "unchanged": applied.unchanged,
+            "conflicts": len(errors),
+            "applyErrorCounts": _counts_json(errors),
+        },
+        mode=UpdateMode.MERGE,
+    )
+    return {"rows": len(entities), "inserted": applied.inserted}
+
+
+class _RowWriter:
+    """Writes rows in ≤ 100-entity transactions per partition, several at once, counting what it did."""
+
+    def __init__(self, storage: Storage, job: Job, schema: TableSchema, mode: str, table_name: str) -> None:
+        self.storage, self.job, self.schema, self.mode = storage, job, schema, mode
+        self.table = storage.tables.get_table_client(table_name)
+        storage.tables.create_table_if_not_exists(table_name)
+
+    def write(self, entities: list[dict[str, Any]], numbers: list[int], chunk: ChunkPlan) -> _Applied | None:
+        row_of = {id(entity): number for entity, number in zip(entities, numbers, strict=True)}
+        batches = [
+            group[start : start + BATCH_ENTITIES]
+            for group in rows.group_by_partition(entities).values()
+            for start in range(0, len(group), BATCH_ENTITIES)
+        ]
+        applied = _Applied(errors=[])
+        done = 0
+        with ThreadPoolExecutor(APPLY_THREADS) as pool:
+            for start in range(0, len(batches), PROGRESS_EVERY_BATCHES):
+                window = batches[start : start + PROGRESS_EVERY_BATCHES]
+                for outcome in pool.map(lambda batch: self._batch(batch, row_of), window):
+                    applied.inserted += outcome.inserted
+                    applied.updated += outcome.updated
+                    applied.unchanged += outcome.unchanged
+                    applied.errors.extend(outcome.errors or [])
+                    done += 1
+                if not self._still_wanted(chunk, sum(len(b) for b in batches[: start + len(window)])):
+                    return None
+        applied.errors.sort(key=lambda error: error.row)
+        return applied
+
+    def _still_wanted(self, chunk: ChunkPlan, applied_rows: int) -> bool:
+        job = jobs.load_job(self.storage, self.job.id)
+        if job is None or job.get("cancelRequested") or job.status != jobs.APPLYING:
+            return False
+        jobs.datasets_table(self.storage).upsert_entity(
+            {
+                "PartitionKey": self.job.dataset_id,
+                "RowKey": jobs.chunk_row(self.job.id, chunk.index),
+                "appliedRows": applied_rows,
+            },
+            mode=UpdateMode.MERGE,
+        )
+        return True
+
+    def _batch(self, batch: list[dict[str, Any]], row_of: dict[int, int]) -> _Applied:
+        too_large = [entity for entity in batch if rows.entity_bytes(entity) > rows.MAX_ENTITY_BYTES]
+        outcome = _Applied(errors=[self._too_large(entity, row_of[id(entity)]) for entity in too_large])
+        batch = [entity for entity in batch if rows.entity_bytes(entity) <= rows.MAX_ENTITY_BYTES]
+        if not batch:
+            return outcome
+        try:
+            _retrying(lambda: self.table.submit_transaction([("create", entity) for entity in batch]))
+            outcome.inserted += len(batch)
+            return outcome
+        except TableTransactionError:
+            pass  # some rows exist already: settle each one on its own
+        for entity in batch:
+            self._one(entity, row_of[id(entity)], outcome)
+        return outcome
+
+    def _one(self, entity: dict[str, Any], number: int, outcome: _Applied) -> None:
+        try:
+            _retrying(lambda: self.table.create_entity(entity))
+            outcome.inserted += 1
+            return
+        except ResourceExistsError:
+            pass
+        stored = _retrying(lambda: self.table.get_entity(entity["PartitionKey"], entity["RowKey"]))
+        if stored.get(rows.JOB_PROPERTY) == self.job.id:  # written by an earlier run of this job
+            if stored.get(rows.OP_PROPERTY) == "u":
+                outcome.updated += 1
+            else:
+                outcome.inserted += 1
+            return
+        if self.mode != "upsert":
+            assert outcome.errors is not None
+            outcome.errors.append(self._exists(entity, number))
+            return
+        if rows.same_values(self.schema, stored, entity):
+            outcome.unchanged += 1
+            return
+        entity[rows.OP_PROPERTY] = "u"
+        _retrying(lambda: self.table.update_entity(entity, mode=UpdateMode.REPLACE))
+        outcome.updated += 1
+
+    def _exists(self, entity: dict[str, Any], number: int) -> RowError:
+        key = rows.entity_key(entity)
+        column = ", ".join(self.schema.primary_key) or ""
+        message = (
+            f'Row {number}: the dataset already has a row with key "{key[:60]}"; '
+            "insert adds new rows only (use upsert to update existing rows)."
+        )
+        return RowError(number, column, "keyExists", message, key[:200])
+
+    def _too_large(self, entity: dict[str, Any], number: int) -> RowError:
+        size = rows.entity_bytes(entity)
+        message = f"Row {number} takes {size:,} bytes in Table Storage; a row can take at most about 1 MB."
+        return RowError(number, "", "rowTooLarge", message, "")
+
+
+def _retrying(action: Callable[[], Any], attempts: int = 4) -> Any:
+    """Run a storage call again after a transient failure (a reset connection, a 5xx): writes are idempotent."""
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (ResourceExistsError, ResourceNotFoundError, ResourceModifiedError, TableTransactionError):
+            raise
+        except HttpResponseError as error:
+            if (error.status_code or 0) < 500 or attempt == attempts - 1:
+                raise
+        except AzureError:
+            if attempt == attempts - 1:
+                raise
+        log.warning("Storage call failed; trying again (%d)", attempt + 1)
+    raise AssertionError("unreachable")
+
+
+def finalize_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
+    """Record the final counts; release the dataset and, for replace, switch it to the new rows."""
+    job = jobs.load_job(storage, job_id)
+    if job is None or job.status in jobs.FINISHED:
+        return {"status": job.status if job else "missing"}
+    if job.get("cancelRequested"):
+        return {"status": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
+    return {"status": _finish(storage, job_id, status=jobs.COMPLETED, phase="completed")}
+
+
+def fail_import(*, storage: Storage, job_id: str, error: str) -> dict[str, Any]:
+    """Mark an import failed (with a reason for people), release the dataset and drop unused rows."""
+    return {"status": _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=error)}
+
+
+def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: str | None = None) -> str:
+    """End the job and release its dataset in one transaction; for replace, switch tables on success."""
+    for _ in range(10):
+        job = jobs.load_job(storage, job_id)
+        if job is None:
+            return "missing"
+        if job.status in jobs.FINISHED:
+            return job.status
+        dataset = datasets.load_dataset(storage, job.dataset_id)
+        assert dataset is not None
+        counts, summary, stored = _final_counts(storage, job)
+        operations, old_table = _finish_operations(job, dataset, status, counts)
+        fields = {
+            "status": status,
+            "phase": phase,
+            "counts": json.dumps(counts),
+            "errorsStored": stored,
+            "errorSummary": json.dumps(summary, ensure_ascii=False),
+            "updatedAt": jobs.now(),
+        }
+        if error:
+            fields["error"] = error[:2_000]
+        operations.insert(
+            0,
+            (
+                TransactionOperation.UPDATE,
+                {"PartitionKey": job.dataset_id, "RowKey": jobs.job_row(job_id), **fields},
+                {
+                    "mode": UpdateMode.MERGE,
+                    "etag": job.etag,
+                    "match_condition": MatchConditions.IfNotModified,
+                },
+            ),
+        )
+        try:
+            jobs.datasets_table(storage).submit_transaction(operations)
+        except TableTransactionError as failure:
+            if failure.status_code in (409, 412):
+                continue
+            raise
+        _clean_up(storage, job, status, old_table)
+        return status
+    raise RuntimeError(f"could not finish import {job_id}: it kept changing")
+
+
+def _final_counts(storage: Storage, job: Job) -> tuple[dict[str, int], list[dict[str, Any]], int]:
+    summed = _summed(storage, job)
+    totals = summed["totals"]
+    invalid = totals["invalid"] + totals["newlyInvalid"] + totals["conflicts"]
+    counts = {
+        "rows": totals["rows"],
+        "valid": totals["rows"] - invalid,
+        "invalid": invalid,
+        "inserted": totals["inserted"],
+        "updated": totals["updated"],
+        "unchanged": totals["unchanged"],
+    }
+    return counts, summed["summary"], totals["errorsStored"]
+
+
+def _finish_operations(
+    job: Job, dataset: Dataset, status: str, counts: dict[str, int]
+) -> tuple[list[Any], str | None]:
+    fields: dict[str, Any] = {"updatedAt": jobs.now()}
+    old_table = None
+    if dataset.active_job == job.id:
+        fields["activeJob"] = ""
+    if job.get("mode") == "replace":
+        if status == jobs.COMPLETED:
+            fields.update(generation=int(job.get("generation")), rowCount=counts["inserted"])
+            old_table = rows.rows_table_name(dataset.id, dataset.generation)
+        else:
+            old_table = rows.rows_table_name(dataset.id, int(job.get("generation")))  # the unused new rows
+    else:
+        fields["rowCount"] = int(job.get("startRowCount") or 0) + counts["inserted"]
+    update = (
+        TransactionOperation.UPDATE,
+        {"PartitionKey": dataset.id, "RowKey": jobs.DATASET_ROW, **fields},
+        {"mode": UpdateMode.MERGE, "etag": dataset.etag, "match_condition": MatchConditions.IfNotModified},
+    )
+    return [update], old_table
+
+
+def _clean_up(storage: Storage, job: Job, status: str, old_table: str | None) -> None:
+    """Drop what the finished job no longer needs (best effort: a leftover costs space, not correctness)."""
+    try:
+        if old_table:
+            storage.tables.delete_table(old_table)
+        for blob in storage.blobs.get_container_client(WORK_CONTAINER).list_blobs(
+            name_starts_with=f"{job.id}/"
+        ):
+            storage.blobs.get_blob_client(WORK_CONTAINER, blob.name).delete_blob()
+    except AzureError:
+        log.warning("Could not clean up after import %s (%s); harmless", job.id, status, exc_info=True)

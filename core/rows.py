@@ -1,0 +1,226 @@
+"""Dataset rows in Table Storage: keys, partitions, entities, and the text a row's cells export as.
+
+A dataset's rows live in a table of their own (``rows_table_name``): Azurite scans a whole table for
+every query, so small tables keep browsing fast, and a `replace` import loads a new table (a new
+*generation*) and then switches the dataset to it, so readers see the old rows or the new, never a mix.
+
+Keys. With a primary key, a row's API key is its canonical key text (``7`` for an integer key written
+``007``); a composite key joins its parts with ``,`` (a ``,`` or ``\\`` inside a part is escaped with
+``\\``). Without a primary key, every imported row gets a new key from the import id and its row
+number. The RowKey is the API key with the characters Table Storage forbids percent-encoded; a key too
+long for a RowKey is stored under a digest, with the key itself kept in a property. The PartitionKey
+spreads rows over ``PARTITIONS`` partitions by a hash of the RowKey, so loads run on many partitions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import zlib
+from collections.abc import Iterable, Mapping
+from datetime import date, datetime, time
+from typing import Any, Final
+
+from azure.data.tables import EdmType, EntityProperty
+
+from core.tableschema import Field, TableSchema
+
+PARTITIONS: Final = 16
+MAX_ROW_KEY_CHARS: Final = 255
+MAX_ENTITY_BYTES: Final = 1_000_000  # Table Storage's limit is 1 MiB, with some room for the envelope.
+JOB_PROPERTY: Final = "LoadbayJob"  # the import that last wrote the row
+OP_PROPERTY: Final = "LoadbayOp"  # what that import did: "i" inserted, "u" updated
+KEY_PROPERTY: Final = "LoadbayKey"  # the API key, stored only when the RowKey is a digest
+SYSTEM_PROPERTIES: Final = frozenset(
+    {"PartitionKey", "RowKey", "Timestamp", "etag", JOB_PROPERTY, OP_PROPERTY, KEY_PROPERTY}
+)
+_FORBIDDEN = re.compile(r"[%/\\#?\x00-\x1f\x7f-\x9f]")
+_INJECTION_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+_TEXT_TYPES: Final = frozenset(
+    {"string", "any", "yearmonth", "duration", "object", "array", "geopoint", "geojson"}
+)
+
+
+def rows_table_name(dataset_id: str, generation: int) -> str:
+    """Return the table holding one generation of a dataset's rows (alphanumeric, ≤ 63 characters)."""
+    return f"r{dataset_id}g{generation}"
+
+
+def partition_of(row_key: str) -> str:
+    """Return the PartitionKey of a row: a stable hash of its RowKey, over PARTITIONS partitions."""
+    return f"p{zlib.crc32(row_key.encode('utf-8', 'surrogatepass')) % PARTITIONS:02d}"
+
+
+def row_key_of(api_key: str) -> str:
+    """Return the RowKey for an API key: forbidden characters encoded, long keys digested."""
+    encoded = _FORBIDDEN.sub(lambda match: f"%{ord(match.group()):02X}", api_key)
+    if len(encoded) <= MAX_ROW_KEY_CHARS:
+        return encoded
+    digest = hashlib.blake2b(api_key.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+    return f"{encoded[:200]}~{digest}"
+
+
+def key_part(item: Field, value: Any) -> str:
+    """Return the canonical text of one key value (the same rule duplicate detection uses)."""
+    if item.type == "boolean":
+        return "true" if value else "false"
+    if item.type == "number":
+        return repr(value) if value else "0.0"
+    if isinstance(value, date | time | datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def api_key(schema: TableSchema, values: Mapping[str, Any]) -> str:
+    """Return a row's API key from its typed values (the schema must have a primary key)."""
+    parts = [key_part(schema.field(name), values[name]) for name in schema.primary_key]
+    if len(parts) == 1:
+        return parts[0]
+    return ",".join(part.replace("\\", "\\\\").replace(",", "\\,") for part in parts)
+
+
+def row_entity(
+    schema: TableSchema, values: Mapping[str, Any], *, key: str, job_id: str, op: str
+) -> dict[str, Any]:
+    """Build the Table Storage entity of a row (system stamps included)."""
+    row_key = row_key_of(key)
+    entity: dict[str, Any] = {
+        "PartitionKey": partition_of(row_key),
+        "RowKey": row_key,
+        JOB_PROPERTY: job_id,
+        OP_PROPERTY: op,
+    }
+    if row_key != key:
+        entity[KEY_PROPERTY] = key
+    for item in schema.fields:
+        value = values.get(item.name)
+        if value is not None:
+            entity[item.property_name] = _stored(item, value)
+    return entity
+
+
+def _stored(item: Field, value: Any) -> Any:
+    if item.type in ("integer", "year"):
+        return EntityProperty(value, EdmType.INT64)
+    if item.type == "number":
+        return value if math.isfinite(value) else EntityProperty(_special(value), EdmType.DOUBLE)
+    if isinstance(value, date | time | datetime):
+        return value.isoformat()
+    return value
+
+
+def _special(value: float) -> str:
+    return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+
+
+def entity_bytes(entity: Mapping[str, Any]) -> int:
+    """Estimate an entity's stored size the way Table Storage counts it (strings as UTF-16)."""
+    size = 4
+    for name, value in entity.items():
+        size += 8 + 2 * len(name)
+        if isinstance(value, str):
+            size += 4 + 2 * len(value)
+        else:
+            size += 8
+    return size
+
+
+def same_values(schema: TableSchema, stored: Mapping[str, Any], fresh: Mapping[str, Any]) -> bool:
+    """Tell whether a stored entity already holds exactly a new entity's field values."""
+    for item in schema.fields:
+        name = item.property_name
+        if _plain(stored.get(name)) != _plain(fresh.get(name)):
+            return False
+    return True
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, EntityProperty):
+        value = value.value
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    return value
+
+
+def row_view(schema: TableSchema, entity: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the API view of a stored row: {key, values: {field: value}} typed per the schema."""
+    values: dict[str, Any] = {}
+    for item in schema.fields:
+        value = _plain(entity.get(item.property_name))
+        if isinstance(value, float) and not math.isfinite(value):
+            value = _special(value)  # JSON has no NaN or infinities: they travel as text
+        values[item.name] = value
+    return {"key": entity_key(entity), "values": values}
+
+
+def entity_key(entity: Mapping[str, Any]) -> str:
+    """Return the API key of a stored row."""
+    stored = entity.get(KEY_PROPERTY)
+    if isinstance(stored, str):
+        return stored
+    return re.sub(r"%([0-9A-F]{2})", lambda match: chr(int(match.group(1), 16)), str(entity["RowKey"]))
+
+
+def export_cells(schema: TableSchema, entity: Mapping[str, Any], *, safe: bool = True) -> list[str]:
+    """Return a stored row as CSV cells that import again to the same values.
+
+    With ``safe``, text cells a spreadsheet would run as a formula get a ``'`` in front (CSV injection);
+    numbers, dates and booleans cannot hold a formula and are written as they are.
+    """
+    missing = schema.missing_values[0] if schema.missing_values else ""
+    cells = []
+    for item in schema.fields:
+        text = cell_text(item, _plain(entity.get(item.property_name)), missing=missing)
+        cells.append(safe_cell(text) if safe and item.type in _TEXT_TYPES else text)
+    return cells
+
+
+def export_header(schema: TableSchema, *, safe: bool = True) -> list[str]:
+    """Return the export's header row: the field names, as written in the schema."""
+    return [safe_cell(item.name) if safe else item.name for item in schema.fields]
+
+
+def cell_text(item: Field, value: Any, *, missing: str = "") -> str:
+    """Write a typed value as text the field reads back to the same value (its format included)."""
+    if value is None:
+        return missing
+    if item.type == "boolean":
+        return item.true_values[0] if value else item.false_values[0]
+    if item.type == "number":
+        return _number_text(item, value)
+    if item.type in ("integer", "year"):
+        return str(value)
+    if item.type in ("date", "datetime", "time") and item.format not in ("default", "any"):
+        return _parsed(item, value).strftime(item.format.removeprefix("fmt:"))
+    return str(value)
+
+
+def _number_text(item: Field, value: Any) -> str:
+    if isinstance(value, str):  # NaN / Infinity
+        return {"Infinity": "INF", "-Infinity": "-INF"}.get(value, value)
+    text = repr(float(value))
+    return text.replace(".", item.decimal_char) if item.decimal_char != "." else text
+
+
+def _parsed(item: Field, text: str) -> date | time | datetime:
+    if item.type == "date":
+        return date.fromisoformat(text)
+    if item.type == "time":
+        return time.fromisoformat(text)
+    return datetime.fromisoformat(text)
+
+
+def safe_cell(text: str) -> str:
+    """Neutralise a cell a spreadsheet would run as a formula (CSV injection): prefix it with '."""
+    if text.startswith(_INJECTION_STARTS):
+        return "'" + text
+    return text
+
+
+def group_by_partition(entities: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Group entities by PartitionKey, keeping their order (a transaction holds one partition)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for entity in entities:
+        groups.setdefault(entity["PartitionKey"], []).append(entity)
+    return groups

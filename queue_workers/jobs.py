@@ -1,0 +1,114 @@
+"""import-requests, export-requests, dataset-deletes: the workers behind the datasets API.
+
+Messages carry a job id only (a claim check); the job entity says what is to be done, so a repeat or
+late message finds the work done or in progress and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+from opentelemetry.trace import SpanKind
+
+from core import datasets, exports, imports, jobs, uploads
+from core.errors import Invalid
+from core.runtime import runtime
+from core.storage import DELETE_QUEUE, EXPORT_QUEUE, IMPORT_QUEUE
+from core.telemetry import function_span
+from orchestrations.imports import DECISION_EVENT, ORCHESTRATOR
+from queue_workers.blueprint import bp
+
+log = logging.getLogger(__name__)
+INTERNAL_ERROR = "The job stopped because of an internal error; the operators can look it up by its id."
+
+
+def _parse(msg: func.QueueMessage, queue: str) -> tuple[str, str | None] | None:
+    try:
+        return uploads.parse_message(msg.get_body())
+    except Invalid as error:
+        # No retry can fix a malformed command: park it where admins look, without five attempts.
+        log.error("Malformed message %s on %s (%s): moved to poison", msg.id, queue, error.detail)
+        runtime().storage.send_to_poison(queue, msg.get_body().decode("utf-8", errors="replace"))
+        return None
+
+
+async def _handle(
+    msg: func.QueueMessage,
+    queue: str,
+    work: Callable[[str], Awaitable[Any]],
+    give_up: Callable[[str], None],
+) -> None:
+    parsed = _parse(msg, queue)
+    if parsed is None:
+        return
+    job_id, traceparent = parsed
+    attributes = {"loadbay.job_id": job_id, "messaging.message.id": msg.id or ""}
+    with function_span(queue, traceparent=traceparent, kind=SpanKind.CONSUMER, attributes=attributes):
+        try:
+            outcome = await work(job_id)
+        except Exception:
+            final = uploads.is_last_attempt(msg.dequeue_count, runtime().settings)
+            log.exception(
+                "%s for job %s failed (attempt %s, final: %s)", queue, job_id, msg.dequeue_count, final
+            )
+            if final:
+                give_up(job_id)
+            raise
+    log.info("%s: job %s → %s", queue, job_id, outcome)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=IMPORT_QUEUE, connection="AzureWebJobsStorage")
+@bp.durable_client_input(client_name="client")
+async def relay_import(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
+    """Start the import's orchestration (id = job id, so at most one), or pass it the review decision."""
+
+    async def work(job_id: str) -> str:
+        action, _job = imports.command_for(runtime().storage, job_id)
+        if action == "start":
+            status = await client.get_status(job_id)
+            if not status or status.runtime_status is None:
+                await client.start_new(ORCHESTRATOR, job_id, {"jobId": job_id})
+        elif action == "decide":
+            await client.raise_event(job_id, DECISION_EVENT, {"jobId": job_id})
+        return action
+
+    def give_up(job_id: str) -> None:
+        imports.fail_import(storage=runtime().storage, job_id=job_id, error=INTERNAL_ERROR)
+
+    await _handle(msg, IMPORT_QUEUE, work, give_up)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=EXPORT_QUEUE, connection="AzureWebJobsStorage")
+async def write_export(msg: func.QueueMessage) -> None:
+    """Write the dataset's rows to the export's CSV file."""
+
+    async def work(job_id: str) -> str:
+        return exports.run_export(storage=runtime().storage, job_id=job_id)
+
+    def give_up(job_id: str) -> None:
+        exports.fail_export(storage=runtime().storage, job_id=job_id, error=INTERNAL_ERROR)
+
+    await _handle(msg, EXPORT_QUEUE, work, give_up)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=DELETE_QUEUE, connection="AzureWebJobsStorage")
+async def remove_dataset(msg: func.QueueMessage) -> None:
+    """Delete a dataset with everything it holds."""
+
+    async def work(job_id: str) -> str:
+        return datasets.delete_dataset(storage=runtime().storage, job_id=job_id)
+
+    def give_up(job_id: str) -> None:
+        jobs.change_job(
+            runtime().storage,
+            job_id,
+            lambda job: (
+                None if job.status in jobs.FINISHED else {"status": jobs.FAILED, "error": INTERNAL_ERROR}
+            ),
+        )
+
+    await _handle(msg, DELETE_QUEUE, work, give_up)
