@@ -754,6 +754,8 @@ class _Applied:
     updated: int = 0
     unchanged: int = 0
     errors: list[RowError] | None = None
+    rows: int = 0
+    stopped: bool = False
 
 
 def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
@@ -782,16 +784,14 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         storage, job, ctx.schema, mode, rows.rows_table_name(job.dataset_id, int(job.get("generation")))
     )
     applied = writer.write(entities, numbers, chunk)
-    if applied is None:
-        return {"cancelled": True}
     errors = applied.errors or []
     _store_errors(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
     jobs.datasets_table(storage).upsert_entity(
         {
             "PartitionKey": job.dataset_id,
             "RowKey": jobs.chunk_row(job_id, index),
-            "applied": True,
-            "appliedRows": len(entities),
+            "applied": not applied.stopped,  # a cancelled chunk still says what it wrote
+            "appliedRows": applied.rows,
             "inserted": applied.inserted,
             "updated": applied.updated,
             "unchanged": applied.unchanged,
@@ -800,7 +800,7 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         },
         mode=UpdateMode.MERGE,
     )
-    return {"rows": len(entities), "inserted": applied.inserted}
+    return {"rows": applied.rows, "inserted": applied.inserted, "cancelled": applied.stopped}
 
 
 class _RowWriter:
@@ -811,7 +811,7 @@ class _RowWriter:
         self.table = storage.tables.get_table_client(table_name)
         storage.tables.create_table_if_not_exists(table_name)
 
-    def write(self, entities: list[dict[str, Any]], numbers: list[int], chunk: ChunkPlan) -> _Applied | None:
+    def write(self, entities: list[dict[str, Any]], numbers: list[int], chunk: ChunkPlan) -> _Applied:
         row_of = {id(entity): number for entity, number in zip(entities, numbers, strict=True)}
         batches = [
             group[start : start + BATCH_ENTITIES]
@@ -819,7 +819,6 @@ class _RowWriter:
             for start in range(0, len(group), BATCH_ENTITIES)
         ]
         applied = _Applied(errors=[])
-        done = 0
         with ThreadPoolExecutor(APPLY_THREADS) as pool:
             for start in range(0, len(batches), PROGRESS_EVERY_BATCHES):
                 window = batches[start : start + PROGRESS_EVERY_BATCHES]
@@ -828,9 +827,10 @@ class _RowWriter:
                     applied.updated += outcome.updated
                     applied.unchanged += outcome.unchanged
                     applied.errors.extend(outcome.errors or [])
-                    done += 1
-                if not self._still_wanted(chunk, sum(len(b) for b in batches[: start + len(window)])):
-                    return None
+                applied.rows += sum(map(len, window))
+                if applied.rows < len(entities) and not self._still_wanted(chunk, applied.rows):
+                    applied.stopped = True  # cancelled: what was written stays, and is counted
+                    break
         applied.errors.sort(key=lambda error: error.row)
         return applied
 
