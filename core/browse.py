@@ -9,7 +9,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from core import rows
 from core.datasets import Dataset
 from core.errors import NotFound
-from core.paging import decode_cursor, encode_cursor
+from core.paging import decode_cursor, encode_cursor, first_page
 from core.storage import Storage
 
 
@@ -19,15 +19,11 @@ def browse_rows(*, storage: Storage, dataset: Dataset, cursor: str | None, limit
     state = decode_cursor(cursor)
     if state is not None and state.get("g") != dataset.generation:
         state = None  # a replace switched tables since: the cursor's table is gone, start over
-    pages = table.list_entities(results_per_page=limit).by_page(continuation_token=state and state.get("t"))
-    items: list[dict[str, Any]] = []
     try:
-        for page in pages:
-            items = [rows.row_view(dataset.schema, entity) for entity in page]
-            break
+        entities, token = first_page(table.list_entities(results_per_page=limit), state and state.get("t"))
     except ResourceNotFoundError:
         return {"items": [], "next": None}  # nothing imported yet
-    token = pages.continuation_token if items else None
+    items = [rows.row_view(dataset.schema, entity) for entity in entities]
     return {"items": items, "next": encode_cursor({"g": dataset.generation, "t": token} if token else None)}
 
 

@@ -22,7 +22,7 @@ from core import jobs, rows, uploads
 from core.auth import Principal
 from core.errors import Conflict, Invalid, LimitExceeded, NotFound
 from core.ids import is_id, new_id
-from core.paging import decode_cursor, encode_cursor
+from core.paging import decode_cursor, encode_cursor, first_page
 from core.storage import DELETE_QUEUE, EXPORTS_CONTAINER, ROW_ERRORS_TABLE, WORK_CONTAINER, Storage
 from core.tableschema import TableSchema, parse_table_schema
 
@@ -125,10 +125,10 @@ def create_dataset(*, storage: Storage, owner: Principal, body: dict[str, Any]) 
         "createdAt": moment,
         "updatedAt": moment,
     }
-    result = jobs.datasets_table(storage).create_entity(entity)
-    stored = TableEntity(entity)
-    stored._metadata = {"etag": result["etag"]}
-    return Dataset.from_entity(stored)
+    jobs.datasets_table(storage).create_entity(entity)
+    created = load_dataset(storage, dataset_id)
+    assert created is not None
+    return created
 
 
 def _text(body: dict[str, Any], key: str, limit: int, *, required: bool) -> str:
@@ -186,16 +186,11 @@ def list_datasets(
     if not principal.is_admin:
         query += " and owner eq @owner"
         parameters["owner"] = principal.user_id
-    pages = (
-        jobs.datasets_table(storage)
-        .query_entities(query, parameters=parameters, results_per_page=limit)
-        .by_page(continuation_token=decode_cursor(cursor))
+    query_pages = jobs.datasets_table(storage).query_entities(
+        query, parameters=parameters, results_per_page=limit
     )
-    items: list[dict[str, Any]] = []
-    for page in pages:
-        items = [view(Dataset.from_entity(entity)) for entity in page]
-        break
-    token = pages.continuation_token if items else None
+    entities, token = first_page(query_pages, decode_cursor(cursor))
+    items = [view(Dataset.from_entity(entity)) for entity in entities]
     return {"items": items, "next": encode_cursor(token)}
 
 

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any, Final
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.data.tables import TableClient, UpdateMode
 
 from core import jobs
@@ -109,10 +109,7 @@ def remember(storage: Storage, *, user_id: str, key: str, answer: Answer) -> Non
 def release(storage: Storage, *, user_id: str, key: str) -> None:
     """Forget a claim whose request failed, so the same key can be sent again."""
     partition, row = _keys(user_id, key)
-    try:
-        _table(storage).delete_entity(partition, row)
-    except ResourceNotFoundError:
-        pass
+    _table(storage).delete_entity(partition, row)  # a missing entity is no error
 
 
 def answer_of(status: int, body: Any, location: str | None) -> Answer:

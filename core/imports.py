@@ -20,6 +20,7 @@ The job entity (``core.jobs``) is the truth users see. The steps, each safe to r
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -27,7 +28,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
@@ -50,7 +51,7 @@ from core.errors import Conflict, Invalid, NotFound
 from core.ids import new_id
 from core.jobs import Job
 from core.mapping import ColumnMapping, map_columns
-from core.paging import decode_cursor, encode_cursor
+from core.paging import decode_cursor, encode_cursor, first_page
 from core.settings import Settings
 from core.storage import IMPORT_QUEUE, ROW_ERRORS_TABLE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage
 from core.tableschema import TableSchema
@@ -314,16 +315,11 @@ def _relay(storage: Storage, job: Job) -> None:
 
 def errors_page(*, storage: Storage, job: Job, cursor: str | None, limit: int) -> dict[str, Any]:
     """Return one page of an import's row errors, in row order."""
-    pages = (
-        _errors_table(storage)
-        .query_entities("PartitionKey eq @pk", parameters={"pk": job.id}, results_per_page=limit)
-        .by_page(continuation_token=decode_cursor(cursor))
+    query = _errors_table(storage).query_entities(
+        "PartitionKey eq @pk", parameters={"pk": job.id}, results_per_page=limit
     )
-    items: list[dict[str, Any]] = []
-    for page in pages:
-        items = [_error_view(entity) for entity in page]
-        break
-    token = pages.continuation_token if items else None
+    entities, token = first_page(query, decode_cursor(cursor))
+    items = [_error_view(entity) for entity in entities]
     return {"items": items, "next": encode_cursor(token)}
 
 
@@ -376,8 +372,8 @@ def _store_errors(storage: Storage, job_id: str, positions: dict[str, int], erro
     ]
     table = _errors_table(storage)
     for start in range(0, len(entities), BATCH_ENTITIES):
-        batch = entities[start : start + BATCH_ENTITIES]
-        _retrying(lambda batch=batch: table.submit_transaction([("upsert", e) for e in batch]))
+        operations = [("upsert", entity) for entity in entities[start : start + BATCH_ENTITIES]]
+        _retrying(functools.partial(table.submit_transaction, operations))
 
 
 def _positions(schema: TableSchema) -> dict[str, int]:
@@ -753,7 +749,7 @@ class _Applied:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
-    errors: list[RowError] | None = None
+    errors: list[RowError] = field(default_factory=list)
     rows: int = 0
     stopped: bool = False
 
@@ -784,7 +780,7 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         storage, job, ctx.schema, mode, rows.rows_table_name(job.dataset_id, int(job.get("generation")))
     )
     applied = writer.write(entities, numbers, chunk)
-    errors = applied.errors or []
+    errors = applied.errors
     _store_errors(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
     jobs.datasets_table(storage).upsert_entity(
         {
@@ -818,7 +814,7 @@ class _RowWriter:
             for group in rows.group_by_partition(entities).values()
             for start in range(0, len(group), BATCH_ENTITIES)
         ]
-        applied = _Applied(errors=[])
+        applied = _Applied()
         with ThreadPoolExecutor(APPLY_THREADS) as pool:
             for start in range(0, len(batches), PROGRESS_EVERY_BATCHES):
                 window = batches[start : start + PROGRESS_EVERY_BATCHES]
@@ -826,7 +822,7 @@ class _RowWriter:
                     applied.inserted += outcome.inserted
                     applied.updated += outcome.updated
                     applied.unchanged += outcome.unchanged
-                    applied.errors.extend(outcome.errors or [])
+                    applied.errors.extend(outcome.errors)
                 applied.rows += sum(map(len, window))
                 if applied.rows < len(entities) and not self._still_wanted(chunk, applied.rows):
                     applied.stopped = True  # cancelled: what was written stays, and is counted
@@ -879,7 +875,6 @@ class _RowWriter:
                 outcome.inserted += 1
             return
         if self.mode != "upsert":
-            assert outcome.errors is not None
             outcome.errors.append(self._exists(entity, number))
             return
         if rows.same_values(self.schema, stored, entity):
@@ -905,7 +900,7 @@ class _RowWriter:
 
 
 def _retrying(action: Callable[[], Any], attempts: int = 4) -> Any:
-    """Run a storage call again after a transient failure (a reset connection, a 5xx): writes are idempotent."""
+    """Retry a storage call after a transient failure (a reset connection, a 5xx); writes are idempotent."""
     for attempt in range(attempts):
         try:
             return action()

@@ -43,3 +43,11 @@ def page_limit(value: str | None, *, default: int = DEFAULT_LIMIT, maximum: int 
     if int(value) > maximum:
         raise LimitExceeded(f"limit is {value}; the most one page holds is {maximum}.")
     return int(value)
+
+
+def first_page(paged: Any, state: dict[str, Any] | None) -> tuple[list[Any], dict[str, Any] | None]:
+    """Read one page of a Table Storage query from a continuation state; return it and the next state."""
+    pages = paged.by_page(continuation_token=state)
+    items = list(next(pages, []))
+    token = pages.continuation_token if items else None
+    return items, token

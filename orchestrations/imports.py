@@ -40,7 +40,7 @@ def import_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     job_id = context.get_input()["jobId"]
     try:
         result = yield from _run(context, job_id)
-    except Exception as error:  # an activity failed on every retry: the job says so
+    except Exception as error:  # noqa: BLE001  (an activity failed on every retry: the job says so)
         reason = "The import stopped because of an internal error; the operators can look it up by its id."
         if not context.is_replaying:
             log.error("Import %s failed: %s", job_id, error)

@@ -81,8 +81,11 @@ class Api:
         return str(answer.json()["id"])
 
     def wait_for_import(
-        self, job_id: str, statuses: tuple[str, ...] = ("completed", "failed", "rejected", "cancelled", "expired"),
-        *, timeout: float = 120.0,
+        self,
+        job_id: str,
+        statuses: tuple[str, ...] = ("completed", "failed", "rejected", "cancelled", "expired"),
+        *,
+        timeout: float = 120.0,
     ) -> dict[str, Any]:
         """Poll an import until its status is one of `statuses`."""
         return self._wait(f"/api/imports/{job_id}", statuses, timeout)

@@ -60,9 +60,15 @@ def _wait_for_applied_rows(api: Api, job_id: str, at_least: int, timeout: float 
 def test_cancel_while_applying_replace_leaves_the_old_rows(short_review: Devhost) -> None:
     api = short_review.api("alice")
     dataset_id = api.create_dataset(PEOPLE)
-    assert api.wait_for_import(api.start_import(dataset_id, api.profiled(people_csv(30)), autoApply=True))[
-        "status"] == "completed"
-    job_id = api.start_import(dataset_id, api.profiled(people_csv(3000, start=1000)), mode="replace", autoApply=True)
+    assert (
+        api.wait_for_import(api.start_import(dataset_id, api.profiled(people_csv(30)), autoApply=True))[
+            "status"
+        ]
+        == "completed"
+    )
+    job_id = api.start_import(
+        dataset_id, api.profiled(people_csv(3000, start=1000)), mode="replace", autoApply=True
+    )
     _wait_for_applied_rows(api, job_id, 1)
     assert api.post(f"/api/imports/{job_id}/cancel").status_code == 202
     job = api.wait_for_import(job_id)
@@ -102,8 +108,14 @@ def test_a_devhost_killed_while_applying_finishes_with_exact_counts(own_azurite:
         api = restarted.api("alice")
         job = api.wait_for_import(job_id, timeout=180)
         assert job["status"] == "completed", job
-        assert job["counts"] == {"rows": 3000, "valid": 3000, "invalid": 0, "inserted": 3000, "updated": 0,
-                                 "unchanged": 0}
+        assert job["counts"] == {
+            "rows": 3000,
+            "valid": 3000,
+            "invalid": 0,
+            "inserted": 3000,
+            "updated": 0,
+            "unchanged": 0,
+        }
         assert api.get(f"/api/datasets/{dataset_id}").json()["rowCount"] == 3000
         assert len(api.all_rows(dataset_id)) == 3000
     finally:

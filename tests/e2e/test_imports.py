@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-from typing import Any
 
 import pytest
 
@@ -57,7 +56,14 @@ def test_clean_auto_apply_import(api: Api) -> None:
     job_id = api.start_import(dataset_id, upload_id, autoApply=True)
     job = api.wait_for_import(job_id)
     assert job["status"] == "completed", job
-    assert job["counts"] == {"rows": 120, "valid": 120, "invalid": 0, "inserted": 120, "updated": 0, "unchanged": 0}
+    assert job["counts"] == {
+        "rows": 120,
+        "valid": 120,
+        "invalid": 0,
+        "inserted": 120,
+        "updated": 0,
+        "unchanged": 0,
+    }
     assert job["progress"] == {"done": 120, "total": 120, "percent": 100.0}
     dataset = api.get(f"/api/datasets/{dataset_id}").json()
     assert dataset["rowCount"] == 120 and dataset["activeJob"] is None
@@ -66,8 +72,14 @@ def test_clean_auto_apply_import(api: Api) -> None:
     row = api.get(f"/api/datasets/{dataset_id}/rows/7").json()
     assert row == {
         "key": "7",
-        "values": {"id": 7, "name": "Person 7", "email": "p7@example.com", "age": 27, "joined": "2024-08-08",
-                   "active": True},
+        "values": {
+            "id": 7,
+            "name": "Person 7",
+            "email": "p7@example.com",
+            "age": 27,
+            "joined": "2024-08-08",
+            "active": True,
+        },
     }
 
 
@@ -77,8 +89,14 @@ def test_create_from_upload_uses_the_inferred_schema(api: Api) -> None:
     assert answer.status_code == 201, answer.text
     dataset = answer.json()
     types = {field["name"]: field["type"] for field in dataset["schema"]["fields"]}
-    assert types == {"id": "integer", "name": "string", "email": "string", "age": "integer", "joined": "date",
-                     "active": "boolean"}
+    assert types == {
+        "id": "integer",
+        "name": "string",
+        "email": "string",
+        "age": "integer",
+        "joined": "date",
+        "active": "boolean",
+    }
     assert dataset["schema"]["primaryKey"] == ["id"]
     assert answer.headers["Location"] == f"/api/datasets/{dataset['id']}"
     job = api.wait_for_import(api.start_import(dataset["id"], upload_id, autoApply=True))
@@ -131,12 +149,20 @@ def test_invalid_rows_are_counted_and_listed_exactly_then_approved(api: Api) -> 
     assert job["counts"]["rows"] == 130 and job["counts"]["invalid"] == 5 and job["counts"]["valid"] == 125
     assert job["expiresAt"] > job["createdAt"]
     summary = {(item["code"], item["column"]): item["count"] for item in job["errorSummary"]}
-    assert summary == {("type", "age"): 1, ("type", "email"): 1, ("maximum", "age"): 1,
-                       ("required", "name"): 1, ("type", "joined"): 1}
+    assert summary == {
+        ("type", "age"): 1,
+        ("type", "email"): 1,
+        ("maximum", "age"): 1,
+        ("required", "name"): 1,
+        ("type", "joined"): 1,
+    }
     errors = api.get(f"/api/imports/{job_id}/errors", params={"limit": "2"}).json()
     assert [error["row"] for error in errors["items"]] == [3, 17]
     assert errors["items"][0] == {
-        "row": 3, "column": "age", "code": "type", "value": "old",
+        "row": 3,
+        "column": "age",
+        "code": "type",
+        "value": "old",
         "message": errors["items"][0]["message"],
     }
     assert "Row 3" in errors["items"][0]["message"] and '"age"' in errors["items"][0]["message"]
@@ -147,15 +173,25 @@ def test_invalid_rows_are_counted_and_listed_exactly_then_approved(api: Api) -> 
     table = list(csv.reader(io.StringIO(download.text)))
     assert table[0] == ["row", "column", "code", "message", "value"]
     assert [(int(r[0]), r[1], r[2], r[4]) for r in table[1:]] == [
-        (3, "age", "type", "old"), (17, "email", "type", "not-an-email"), (60, "age", "maximum", "200"),
-        (75, "name", "required", ""), (99, "joined", "type", "2024-02-30"),
+        (3, "age", "type", "old"),
+        (17, "email", "type", "not-an-email"),
+        (60, "age", "maximum", "200"),
+        (75, "name", "required", ""),
+        (99, "joined", "type", "2024-02-30"),
     ]
     assert api.get(f"/api/datasets/{dataset_id}").json()["rowCount"] == 0  # nothing applied before approval
     approved = api.post(f"/api/imports/{job_id}/approve")
     assert approved.status_code == 202, approved.text
     job = api.wait_for_import(job_id)
     assert job["status"] == "completed", job
-    assert job["counts"] == {"rows": 130, "valid": 125, "invalid": 5, "inserted": 125, "updated": 0, "unchanged": 0}
+    assert job["counts"] == {
+        "rows": 130,
+        "valid": 125,
+        "invalid": 5,
+        "inserted": 125,
+        "updated": 0,
+        "unchanged": 0,
+    }
     keys = {int(row["key"]) for row in api.all_rows(dataset_id)}
     assert keys == set(range(1, 131)) - set(BAD_CELLS)
     assert api.post(f"/api/imports/{job_id}/approve").status_code == 409
@@ -208,7 +244,8 @@ def test_duplicate_keys_across_chunks_are_row_errors(api: Api) -> None:
     assert job["counts"]["invalid"] == 2
     errors = api.get(f"/api/imports/{job_id}/errors").json()["items"]
     assert [(e["row"], e["column"], e["code"], e["value"]) for e in errors] == [
-        (101, "id", "primaryKey", "5"), (102, "id", "primaryKey", "60"),
+        (101, "id", "primaryKey", "5"),
+        (102, "id", "primaryKey", "60"),
     ]
     assert "row 5" in errors[0]["message"]
     api.post(f"/api/imports/{job_id}/approve")
@@ -219,12 +256,25 @@ def test_duplicate_keys_across_chunks_are_row_errors(api: Api) -> None:
 
 def test_insert_upsert_and_replace(api: Api) -> None:
     dataset_id = api.create_dataset(PEOPLE)
-    assert api.wait_for_import(api.start_import(dataset_id, api.profiled(people_csv(60)), autoApply=True))[
-        "status"] == "completed"
+    assert (
+        api.wait_for_import(api.start_import(dataset_id, api.profiled(people_csv(60)), autoApply=True))[
+            "status"
+        ]
+        == "completed"
+    )
     # insert: ids 51..70 — 51..60 exist already and are row errors; 61..70 are new.
-    job = api.wait_for_import(api.start_import(dataset_id, api.profiled(people_csv(20, start=51)), autoApply=True))
+    job = api.wait_for_import(
+        api.start_import(dataset_id, api.profiled(people_csv(20, start=51)), autoApply=True)
+    )
     assert job["status"] == "completed", job
-    assert job["counts"] == {"rows": 20, "valid": 10, "invalid": 10, "inserted": 10, "updated": 0, "unchanged": 0}
+    assert job["counts"] == {
+        "rows": 20,
+        "valid": 10,
+        "invalid": 10,
+        "inserted": 10,
+        "updated": 0,
+        "unchanged": 0,
+    }
     codes = {e["code"] for e in api.get(f"/api/imports/{job['id']}/errors").json()["items"]}
     assert codes == {"keyExists"}
     assert api.get(f"/api/datasets/{dataset_id}").json()["rowCount"] == 70
@@ -235,7 +285,14 @@ def test_insert_upsert_and_replace(api: Api) -> None:
     job = api.wait_for_import(
         api.start_import(dataset_id, api.profiled(text.encode()), mode="upsert", autoApply=True)
     )
-    assert job["counts"] == {"rows": 20, "valid": 20, "invalid": 0, "inserted": 10, "updated": 5, "unchanged": 5}
+    assert job["counts"] == {
+        "rows": 20,
+        "valid": 20,
+        "invalid": 0,
+        "inserted": 10,
+        "updated": 5,
+        "unchanged": 5,
+    }
     assert api.get(f"/api/datasets/{dataset_id}/rows/62").json()["values"]["name"] == "Renamed 62"
     assert api.get(f"/api/datasets/{dataset_id}").json()["rowCount"] == 80
     # replace: the dataset becomes exactly the file.
@@ -261,11 +318,18 @@ def test_upsert_needs_a_primary_key_and_mapping_problems_are_refused_before_work
 
 
 def test_explicit_mapping_renames_columns(api: Api) -> None:
-    dataset_id = api.create_dataset({"fields": [{"name": "code", "type": "string"}, {"name": "n", "type": "integer"}],
-                                     "primaryKey": "code"})
+    dataset_id = api.create_dataset(
+        {
+            "fields": [{"name": "code", "type": "string"}, {"name": "n", "type": "integer"}],
+            "primaryKey": "code",
+        }
+    )
     upload_id = api.profiled(b"Product Code,Quantity,ignored\n00501,3,x\n007,4,y\n")
-    job = api.wait_for_import(api.start_import(dataset_id, upload_id, autoApply=True,
-                                               mapping={"code": "Product Code", "n": "Quantity"}))
+    job = api.wait_for_import(
+        api.start_import(
+            dataset_id, upload_id, autoApply=True, mapping={"code": "Product Code", "n": "Quantity"}
+        )
+    )
     assert job["status"] == "completed" and job["mapping"]["ignored"] == ["ignored"]
     assert api.get(f"/api/datasets/{dataset_id}/rows/00501").json()["values"] == {"code": "00501", "n": 3}
 
@@ -283,18 +347,27 @@ def test_export_then_reimport_gives_the_same_dataset(api: Api) -> None:
         ],
         "primaryKey": "id",
     }
-    source = 'id;note;when;price;ok\n1;plain;02/03/2024;1,5;yes\n2;"semi; colon";31/12/1999;-2,25;no\n3;;01/01/2000;;\n'
+    source = (
+        "id;note;when;price;ok\n1;plain;02/03/2024;1,5;yes\n"
+        '2;"semi; colon";31/12/1999;-2,25;no\n3;;01/01/2000;;\n'
+    )
     dataset_id = api.create_dataset(schema, name="round trip")
-    assert api.wait_for_import(api.start_import(dataset_id, api.profiled(source.encode()), autoApply=True))[
-        "status"] == "completed"
+    assert (
+        api.wait_for_import(api.start_import(dataset_id, api.profiled(source.encode()), autoApply=True))[
+            "status"
+        ]
+        == "completed"
+    )
     answer = api.post(f"/api/datasets/{dataset_id}/exports", json={})
     assert answer.status_code == 202, answer.text
     export = api.wait_for_export(answer.json()["id"])
     assert export["status"] == "completed" and export["rows"] == 3
     content = requests.get(export["downloadUrl"], timeout=30).content
     copy_id = api.create_dataset(schema, name="copy")
-    assert api.wait_for_import(api.start_import(copy_id, api.profiled(content), autoApply=True))[
-        "status"] == "completed"
+    assert (
+        api.wait_for_import(api.start_import(copy_id, api.profiled(content), autoApply=True))["status"]
+        == "completed"
+    )
     original = sorted(api.all_rows(dataset_id), key=lambda row: row["key"])
     assert original == sorted(api.all_rows(copy_id), key=lambda row: row["key"])
     assert original[0]["values"] == {"id": 1, "note": "plain", "when": "2024-03-02", "price": 1.5, "ok": True}
@@ -304,10 +377,14 @@ def test_export_then_reimport_gives_the_same_dataset(api: Api) -> None:
 def test_export_neutralises_formulas(api: Api) -> None:
     import requests
 
-    dataset_id = api.create_dataset({"fields": [{"name": "n", "type": "integer"}, {"name": "t", "type": "string"}]})
-    source = b'n,t\n-5,=SUM(A1:A2)\n6,@cmd\n7,+1\n8,plain\n'
-    assert api.wait_for_import(api.start_import(dataset_id, api.profiled(source), autoApply=True))[
-        "status"] == "completed"
+    dataset_id = api.create_dataset(
+        {"fields": [{"name": "n", "type": "integer"}, {"name": "t", "type": "string"}]}
+    )
+    source = b"n,t\n-5,=SUM(A1:A2)\n6,@cmd\n7,+1\n8,plain\n"
+    assert (
+        api.wait_for_import(api.start_import(dataset_id, api.profiled(source), autoApply=True))["status"]
+        == "completed"
+    )
     export = api.wait_for_export(api.post(f"/api/datasets/{dataset_id}/exports").json()["id"])
     text = requests.get(export["downloadUrl"], timeout=30).content.decode("utf-8-sig")
     rows = sorted(list(csv.reader(io.StringIO(text)))[1:], key=lambda row: int(row[0]))
@@ -356,12 +433,17 @@ def test_another_user_gets_404_on_every_id(devhost: Devhost, api: Api) -> None:
     ]:
         answer = mallory.request(method, path, json={"uploadId": "x"} if method == "POST" else None)
         assert answer.status_code == 404, (method, path, answer.status_code, answer.text)
-        assert dataset_id in answer.json()["detail"] or job_id in answer.json()["detail"] or export_id in answer.json()[
-            "detail"]
+        assert (
+            dataset_id in answer.json()["detail"]
+            or job_id in answer.json()["detail"]
+            or export_id in answer.json()["detail"]
+        )
     assert dataset_id not in {item["id"] for item in mallory.get("/api/datasets").json()["items"]}
     admin = devhost.api("root", roles=("admin",))
     assert admin.get(f"/api/imports/{job_id}").status_code == 200
-    assert dataset_id in {item["id"] for item in admin.get("/api/datasets", params={"limit": "1000"}).json()["items"]}
+    assert dataset_id in {
+        item["id"] for item in admin.get("/api/datasets", params={"limit": "1000"}).json()["items"]
+    }
     api.post(f"/api/imports/{job_id}/reject")
     api.wait_for_import(job_id)
 
