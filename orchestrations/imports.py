@@ -37,51 +37,49 @@ RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_o
 @bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATOR)
 def import_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     """Run one import from its plan to its final counts; any failure ends it as `failed`."""
-    job_id = context.get_input()["jobId"]
+    started = context.get_input()
+    job_id = started["jobId"]
+    # Every activity gets the trace context the command carried, so one import is one trace.
+    job = {"jobId": job_id, "traceparent": started.get("traceparent")}
     try:
-        result = yield from _run(context, job_id)
+        result = yield from _run(context, job)
     except Exception as error:  # noqa: BLE001  (an activity failed on every retry: the job says so)
         reason = "The import stopped because of an internal error; the operators can look it up by its id."
         if not context.is_replaying:
             log.error("Import %s failed: %s", job_id, error)
-        return (
-            yield context.call_activity(FAIL, {"jobId": job_id, "error": reason, "detail": str(error)[:500]})
-        )
+        return (yield context.call_activity(FAIL, {**job, "error": reason, "detail": str(error)[:500]}))
     return result
 
 
-def _run(context: df.DurableOrchestrationContext, job_id: str) -> Any:
-    plan = yield context.call_activity_with_retry(PLAN, RETRY, {"jobId": job_id})
+def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
+    plan = yield context.call_activity_with_retry(PLAN, RETRY, job)
     if "stop" in plan:
         return {"status": plan["stop"]}
     yield context.task_all(
         [
-            context.call_activity_with_retry(VALIDATE, RETRY, {"jobId": job_id, "index": i})
+            context.call_activity_with_retry(VALIDATE, RETRY, {**job, "index": i})
             for i in range(plan["chunks"])
         ]
     )
     if plan["buckets"]:
         yield context.task_all(
             [
-                context.call_activity_with_retry(MERGE_KEYS, RETRY, {"jobId": job_id, "bucket": b})
+                context.call_activity_with_retry(MERGE_KEYS, RETRY, {**job, "bucket": b})
                 for b in range(plan["buckets"])
             ]
         )
-    step = yield context.call_activity_with_retry(REVIEW, RETRY, {"jobId": job_id})
+    step = yield context.call_activity_with_retry(REVIEW, RETRY, job)
     if step["next"] == "review":
-        step = yield from _review(context, job_id, step["expiresAt"])
+        step = yield from _review(context, job, step["expiresAt"])
     if step["next"] != "apply":
         return {"status": step.get("status", "stopped")}
     yield context.task_all(
-        [
-            context.call_activity_with_retry(APPLY, RETRY, {"jobId": job_id, "index": i})
-            for i in range(plan["chunks"])
-        ]
+        [context.call_activity_with_retry(APPLY, RETRY, {**job, "index": i}) for i in range(plan["chunks"])]
     )
-    return (yield context.call_activity_with_retry(FINALIZE, RETRY, {"jobId": job_id}))
+    return (yield context.call_activity_with_retry(FINALIZE, RETRY, job))
 
 
-def _review(context: df.DurableOrchestrationContext, job_id: str, expires_at: str) -> Any:
+def _review(context: df.DurableOrchestrationContext, job: dict[str, Any], expires_at: str) -> Any:
     """Wait for approve / reject / cancel, or for the review window to end."""
     deadline = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
     while True:
@@ -91,7 +89,7 @@ def _review(context: df.DurableOrchestrationContext, job_id: str, expires_at: st
         timed_out = winner == timer
         if not timed_out:
             timer.cancel()
-        step = yield context.call_activity_with_retry(DECIDE, RETRY, {"jobId": job_id, "timedOut": timed_out})
+        step = yield context.call_activity_with_retry(DECIDE, RETRY, {**job, "timedOut": timed_out})
         if step["next"] != "wait":
             return step
 

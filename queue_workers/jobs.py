@@ -39,7 +39,7 @@ def _parse(msg: func.QueueMessage, queue: str) -> tuple[str, str | None] | None:
 async def _handle(
     msg: func.QueueMessage,
     queue: str,
-    work: Callable[[str], Awaitable[Any]],
+    work: Callable[[str, str | None], Awaitable[Any]],
     give_up: Callable[[str], None],
 ) -> None:
     parsed = _parse(msg, queue)
@@ -49,7 +49,7 @@ async def _handle(
     attributes = {"loadbay.job_id": job_id, "messaging.message.id": msg.id or ""}
     with function_span(queue, traceparent=traceparent, kind=SpanKind.CONSUMER, attributes=attributes):
         try:
-            outcome = await work(job_id)
+            outcome = await work(job_id, traceparent)
         except Exception:
             final = uploads.is_last_attempt(msg.dequeue_count, runtime().settings)
             log.exception(
@@ -66,12 +66,12 @@ async def _handle(
 async def relay_import(msg: func.QueueMessage, client: df.DurableOrchestrationClient) -> None:
     """Start the import's orchestration (id = job id, so at most one), or pass it the review decision."""
 
-    async def work(job_id: str) -> str:
+    async def work(job_id: str, traceparent: str | None) -> str:
         action, _job = imports.command_for(runtime().storage, job_id)
         if action == "start":
             status = await client.get_status(job_id)
             if not status or status.runtime_status is None:
-                await client.start_new(ORCHESTRATOR, job_id, {"jobId": job_id})
+                await client.start_new(ORCHESTRATOR, job_id, {"jobId": job_id, "traceparent": traceparent})
         elif action == "decide":
             await client.raise_event(job_id, DECISION_EVENT, {"jobId": job_id})
         return action
@@ -86,7 +86,7 @@ async def relay_import(msg: func.QueueMessage, client: df.DurableOrchestrationCl
 async def write_export(msg: func.QueueMessage) -> None:
     """Write the dataset's rows to the export's CSV file."""
 
-    async def work(job_id: str) -> str:
+    async def work(job_id: str, _traceparent: str | None) -> str:
         return exports.run_export(storage=runtime().storage, job_id=job_id)
 
     def give_up(job_id: str) -> None:
@@ -99,7 +99,7 @@ async def write_export(msg: func.QueueMessage) -> None:
 async def remove_dataset(msg: func.QueueMessage) -> None:
     """Delete a dataset with everything it holds."""
 
-    async def work(job_id: str) -> str:
+    async def work(job_id: str, _traceparent: str | None) -> str:
         return datasets.delete_dataset(storage=runtime().storage, job_id=job_id)
 
     def give_up(job_id: str) -> None:

@@ -8,6 +8,14 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
 
 from devhost.azurite import Azurite
 from devhost.processes import stop
@@ -120,3 +128,69 @@ def test_a_devhost_killed_while_applying_finishes_with_exact_counts(own_azurite:
         assert len(api.all_rows(dataset_id)) == 3000
     finally:
         stop(restarted.process)
+
+
+def test_a_lost_command_is_sent_by_the_outbox_sweeper(own_azurite: Azurite, short_review: Devhost) -> None:
+    """The queue is gone when the import starts, so the send fails; the outbox row still gets it done."""
+    queues = QueueServiceClient.from_connection_string(own_azurite.connection_string)
+    api = short_review.api("alice")
+    dataset_id = api.create_dataset(PEOPLE)
+    upload_id = api.profiled(people_csv(10))
+    queues.delete_queue("import-requests")
+    try:
+        job_id = api.start_import(dataset_id, upload_id, autoApply=True)
+        assert api.get(f"/api/imports/{job_id}").json()["status"] == "queued"
+        outbox = TableServiceClient.from_connection_string(own_azurite.connection_string).get_table_client(
+            "datasets"
+        )
+        assert outbox.get_entity(dataset_id, f"outbox-{job_id}")["queue"] == "import-requests"
+    finally:
+        queues.create_queue("import-requests")
+    job = api.wait_for_import(job_id, timeout=120)
+    assert job["status"] == "completed" and job["counts"]["inserted"] == 10
+    assert not list(
+        outbox.query_entities("PartitionKey eq @pk and RowKey ge 'outbox'", parameters={"pk": dataset_id})
+    )
+
+
+def test_a_malformed_import_command_goes_to_poison_at_once(
+    own_azurite: Azurite, short_review: Devhost
+) -> None:
+    queues = QueueServiceClient.from_connection_string(own_azurite.connection_string)
+    queue = queues.get_queue_client("import-requests", message_encode_policy=TextBase64EncodePolicy())
+    queue.send_message('{"id": "not a job id"}')
+    poison = queues.get_queue_client("import-requests-poison", message_decode_policy=TextBase64DecodePolicy())
+    deadline = time.monotonic() + 30
+    while True:
+        messages = (
+            [message.content for message in poison.peek_messages(max_messages=32)] if _exists(poison) else []
+        )
+        if '{"id": "not a job id"}' in messages:
+            break
+        assert time.monotonic() < deadline, messages
+        time.sleep(0.2)
+
+
+def _exists(queue: QueueClient) -> bool:
+    try:
+        queue.get_queue_properties()
+    except ResourceNotFoundError:
+        return False
+    return True
+
+
+def test_too_many_requests_get_429_with_retry_after(own_azurite: Azurite) -> None:
+    host = start_devhost(
+        REPO_ROOT, own_azurite, OUTPUT_DIR / "devhost-rate-limit.log", {"LOADBAY_REQUESTS_PER_MINUTE": "5"}
+    )
+    try:
+        api = host.api("hasty")
+        answers = [api.get("/api/datasets").status_code for _ in range(7)]
+        assert answers[:5] == [200] * 5 and answers[5:] == [429, 429]
+        refused = api.get("/api/datasets")
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert "5 a minute" in refused.json()["detail"]
+        assert host.api("patient").get("/api/datasets").status_code == 200  # others are not affected
+        assert host.api(None).get("/api/health").status_code == 200
+    finally:
+        stop(host.process)
