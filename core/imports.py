@@ -104,7 +104,7 @@ def start_import(
         header=json.dumps(header, ensure_ascii=False),
         encoding=profile["encoding"],
         dialect=json.dumps(profile["dialect"]),
-        rowsTotal=int(profile["rowCount"]) - (1 if profile["dialect"]["header"] else 0),
+        rowsTotal=int(profile["rowCount"]),  # data rows; the plan counts them exactly
         generation=generation,
         startRowCount=dataset.row_count,
         reviewSeconds=settings.review_seconds,
@@ -392,9 +392,9 @@ def command_for(storage: Storage, job_id: str) -> tuple[str, Job | None]:
     if job is None or job.kind != jobs.IMPORT or job.status in jobs.FINISHED:
         return "none", job
     if job.status == jobs.QUEUED:
-        return "start", job
-    if job.get("decision") or job.get("cancelRequested"):
-        return "decide", job
+        return "start", job  # a cancel before the start is seen by the plan step
+    if job.status == jobs.AWAITING_REVIEW and job.get("decision"):
+        return "decide", job  # only a review waits for an event; running steps read cancelRequested
     return "none", job
 
 

@@ -462,3 +462,13 @@ def test_idempotency_key_returns_the_first_answer(api: Api) -> None:
     assert other.status_code == 422
     api.wait_for_import(first.json()["id"])
     assert len(api.get(f"/api/datasets/{dataset_id}/imports").json()["items"]) == 1
+
+
+def test_cancel_right_after_the_start(api: Api) -> None:
+    dataset_id = api.create_dataset(PEOPLE)
+    job_id = api.start_import(dataset_id, api.profiled(people_csv(40)), autoApply=True)
+    assert api.post(f"/api/imports/{job_id}/cancel").status_code == 202
+    job = api.wait_for_import(job_id)
+    assert job["status"] == "cancelled", job
+    assert api.get(f"/api/datasets/{dataset_id}").json()["rowCount"] == job["counts"]["inserted"]
+    assert api.get(f"/api/datasets/{dataset_id}").json()["activeJob"] is None
