@@ -38,10 +38,10 @@ def page_limit(value: str | None, *, default: int = DEFAULT_LIMIT, maximum: int 
     """Read a `limit` query parameter: a whole number from 1 to maximum."""
     if value is None or value == "":
         return default
-    if not value.isdigit() or int(value) < 1:
-        raise BadRequest(f"limit must be a whole number from 1 to {maximum}; got {value!r}.")
-    if int(value) > maximum:
-        raise LimitExceeded(f"limit is {value}; the most one page holds is {maximum}.")
+    if not (value.isascii() and value.isdigit()) or int(value[:12]) < 1:
+        raise BadRequest(f"limit must be a whole number from 1 to {maximum}; got {value[:20]!r}.")
+    if len(value) > 12 or int(value) > maximum:
+        raise LimitExceeded(f"limit is {value[:20]}; the most one page holds is {maximum}.")
     return int(value)
 
 

@@ -29,7 +29,7 @@ class RateLimiter:
         with self._lock:
             tokens, last = self._buckets.pop(caller, (self.capacity, now))
             tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens < 1.0:
+            if tokens < 1.0 - 1e-9:  # float rounding must not refuse a caller who waited retry_after
                 self._buckets[caller] = (tokens, now)
                 wait = math.ceil((1.0 - tokens) / self.rate)
                 raise TooManyRequests(

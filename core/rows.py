@@ -120,7 +120,9 @@ def entity_bytes(entity: Mapping[str, Any]) -> int:
     for name, value in entity.items():
         size += 8 + 2 * len(name)
         if isinstance(value, str):
-            size += 4 + 2 * len(value)
+            size += 4 + (
+                2 * len(value) if value.isascii() else len(value.encode("utf-16-le", "surrogatepass"))
+            )
         else:
             size += 8
     return size
@@ -136,10 +138,11 @@ def same_values(schema: TableSchema, stored: Mapping[str, Any], fresh: Mapping[s
 
 
 def _plain(value: Any) -> Any:
+    """Unwrap a stored value; NaN and the infinities become their text (JSON has no such numbers)."""
     if isinstance(value, EntityProperty):
         value = value.value
-    if isinstance(value, float) and math.isnan(value):
-        return "NaN"
+    if isinstance(value, float) and not math.isfinite(value):
+        return _special(value)
     return value
 
 
@@ -147,10 +150,7 @@ def row_view(schema: TableSchema, entity: Mapping[str, Any]) -> dict[str, Any]:
     """Return the API view of a stored row: {key, values: {field: value}} typed per the schema."""
     values: dict[str, Any] = {}
     for item in schema.fields:
-        value = _plain(entity.get(item.property_name))
-        if isinstance(value, float) and not math.isfinite(value):
-            value = _special(value)  # JSON has no NaN or infinities: they travel as text
-        values[item.name] = value
+        values[item.name] = _plain(entity.get(item.property_name))
     return {"key": entity_key(entity), "values": values}
 
 
@@ -171,8 +171,9 @@ def export_cells(schema: TableSchema, entity: Mapping[str, Any], *, safe: bool =
     missing = schema.missing_values[0] if schema.missing_values else ""
     cells = []
     for item in schema.fields:
-        text = cell_text(item, _plain(entity.get(item.property_name)), missing=missing)
-        cells.append(safe_cell(text) if safe and item.type in _TEXT_TYPES else text)
+        value = _plain(entity.get(item.property_name))
+        text = cell_text(item, value, missing=missing)
+        cells.append(safe_cell(text) if safe and value is not None and item.type in _TEXT_TYPES else text)
     return cells
 
 
@@ -189,11 +190,25 @@ def cell_text(item: Field, value: Any, *, missing: str = "") -> str:
         return item.true_values[0] if value else item.false_values[0]
     if item.type == "number":
         return _number_text(item, value)
-    if item.type in ("integer", "year"):
+    if item.type == "year":
+        return f"{value:04d}"  # years are four digits, 0999 included
+    if item.type == "integer":
         return str(value)
     if item.type in ("date", "datetime", "time") and item.format not in ("default", "any"):
-        return _parsed(item, value).strftime(item.format.removeprefix("fmt:"))
+        return _formatted(_parsed(item, value), item.format.removeprefix("fmt:"))
     return str(value)
+
+
+def _formatted(moment: date | time | datetime, pattern: str) -> str:
+    """strftime, but with %Y always four digits (glibc writes year 999 as "999", strptime wants "0999")."""
+
+    def directive(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code == "Y" and isinstance(moment, date):
+            return f"{moment.year:04d}"
+        return moment.strftime("%" + code)
+
+    return re.sub(r"%(.)", directive, pattern)
 
 
 def _number_text(item: Field, value: Any) -> str:
