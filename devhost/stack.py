@@ -100,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
         children.append(devhost)
         api_url = f"http://127.0.0.1:{args.api_port}"
         wait_for_url(api_url + "/api/health", timeout=60, process=devhost)
-        swa = SwaEmulator(api_url=api_url, port=args.swa_port, log_file=args.data_dir / "swa.log").start()
+        swa = SwaEmulator(
+            api_url=api_url,
+            port=args.swa_port,
+            log_file=args.data_dir / "swa.log",
+            blob_origin=f"http://127.0.0.1:{blob_port}",
+        ).start()
         wait_for_url(swa.url + "/api/health", timeout=60, process=swa.process)
         log.info("Loadbay is running at %s (Ctrl-C stops it)", swa.url)
         while True:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from devhost.azurite import free_port
@@ -19,9 +21,27 @@ class SwaEmulator:
     site: Path = REPO_ROOT / "static_site"
     log_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    # The local blob endpoint the browser uploads to; the site's CSP allows only Azure's by default.
+    blob_origin: str | None = None
+    _config_dir: tempfile.TemporaryDirectory[str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.port = self.port or free_port()
+
+    def config_location(self) -> Path:
+        """Return the directory of the route config: the site's own, or a copy allowing `blob_origin`."""
+        if self.blob_origin is None:
+            return self.site
+        if self._config_dir is None:
+            self._config_dir = tempfile.TemporaryDirectory(prefix="loadbay-swa-")
+            config = json.loads((self.site / "staticwebapp.config.json").read_text(encoding="utf-8"))
+            headers = config["globalHeaders"]
+            headers["Content-Security-Policy"] = with_connect_source(
+                headers["Content-Security-Policy"], self.blob_origin
+            )
+            target = Path(self._config_dir.name) / "staticwebapp.config.json"
+            target.write_text(json.dumps(config, indent=2), encoding="utf-8")
+        return Path(self._config_dir.name)
 
     @property
     def url(self) -> str:
@@ -32,7 +52,7 @@ class SwaEmulator:
         # --swa-config-location the route rules are silently ignored.
         return [
             node_tool("swa"), "start", str(self.site),
-            "--swa-config-location", str(self.site),
+            "--swa-config-location", str(self.config_location()),
             "--api-devserver-url", self.api_url,
             "--host", "127.0.0.1", "--port", str(self.port),
         ]  # fmt: skip
@@ -51,9 +71,21 @@ class SwaEmulator:
         """Stop the emulator and the processes it spawned."""
         if self.process is not None:
             stop(self.process)
+        if self._config_dir is not None:
+            self._config_dir.cleanup()
+            self._config_dir = None
 
     def __enter__(self) -> SwaEmulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def with_connect_source(policy: str, origin: str) -> str:
+    """Add `origin` to a Content-Security-Policy's connect-src (for the local Azurite blob endpoint)."""
+    directives = [part.strip() for part in policy.split(";") if part.strip()]
+    for index, directive in enumerate(directives):
+        if directive.startswith("connect-src ") and origin not in directive.split():
+            directives[index] = f"{directive} {origin}"
+    return "; ".join(directives)

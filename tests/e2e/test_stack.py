@@ -71,7 +71,8 @@ def test_stack_starts_answers_through_swa_and_stops_on_ctrl_c(tmp_path: Path) ->
             line = stack.stdout.readline()
             assert line, f"the stack exited early:\n{seen.decode()}"
             seen += line
-        assert requests.get(f"http://127.0.0.1:{swa_port}/api/me", timeout=30).status_code == 401
+        me = requests.get(f"http://127.0.0.1:{swa_port}/api/me", timeout=30, allow_redirects=False)
+        assert me.status_code == 302 and "/.auth/login/" in me.headers["Location"]
         children = descendants(stack.pid)
         sessions = {os.getsid(pid) for pid in children}
         assert len(children) >= 3  # Azurite, devhost, SWA (and SWA's own children)
