@@ -118,8 +118,9 @@ def _take(client: QueueClient, message_id: str, act: Any) -> None:
 
 
 def failed_jobs(storage: Storage, *, status: str, cursor: str | None, limit: int) -> dict[str, Any]:
-    """List jobs (imports, exports, deletes) and uploads in a status, across all users."""
+    """List jobs (imports, exports, deletes), then uploads, in a status across all users, a page at a time."""
     state = decode_cursor(cursor) or {}
+    items: list[dict[str, Any]] = []
     if state.get("source", "jobs") == "jobs":
         query = jobs.datasets_table(storage).query_entities(
             "RowKey ge 'job-' and RowKey lt 'job.' and status eq @status",
@@ -128,13 +129,17 @@ def failed_jobs(storage: Storage, *, status: str, cursor: str | None, limit: int
         )
         entities, token = first_page(query, state.get("t"))
         items = [_job_view(jobs.Job.from_entity(entity)) for entity in entities]
-        following = {"source": "jobs", "t": token} if token else {"source": "uploads"}
-        return {"items": items, "next": encode_cursor(following)}
+        if token:
+            return {"items": items, "next": encode_cursor({"source": "jobs", "t": token})}
+        state = {"source": "uploads"}
+    room = limit - len(items)
+    if room <= 0:
+        return {"items": items, "next": encode_cursor(state)}
     query = storage.tables.get_table_client(UPLOADS_TABLE).query_entities(
-        "status eq @status", parameters={"status": status}, results_per_page=limit
+        "status eq @status", parameters={"status": status}, results_per_page=room
     )
     entities, token = first_page(query, state.get("t"))
-    items = [_upload_view(uploads.Upload.from_entity(entity), entity) for entity in entities]
+    items += [_upload_view(uploads.Upload.from_entity(entity), entity) for entity in entities]
     return {"items": items, "next": encode_cursor({"source": "uploads", "t": token} if token else None)}
 
 

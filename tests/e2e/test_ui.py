@@ -89,8 +89,21 @@ def visitor(
     dialogs: list[str] = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     page.dialogs = dialogs
+    # Script errors and Content-Security-Policy violations fail the test: the UI must run clean. (The
+    # emulator's own sign-in page loads jQuery from a CDN, which fails offline: it is not ours.)
+    faults: list[str] = []
+
+    def fault(text: str) -> None:
+        if "/.auth/" not in page.url:
+            faults.append(text)
+
+    page.on("pageerror", lambda error: fault(f"script error: {error}"))
+    page.on(
+        "console", lambda message: fault(message.text) if "Content Security Policy" in message.text else None
+    )
     try:
         yield page
+        assert faults == []
     finally:
         context.close()
 
