@@ -309,3 +309,27 @@ def test_an_admin_replays_a_poison_message(
         page.locator("#announcer").filter(has_text="Replayed").wait_for(state="attached")
         page.locator("tr", has_text=export_id).wait_for(state="detached")
         snap(page, "12-admin-replayed")
+
+
+def test_every_control_is_labelled_and_the_keyboard_gets_everywhere(browser: Any, site: SwaEmulator) -> None:
+    with visitor(browser, site, "kay") as page:
+        page.goto(site.url + "/datasets")
+        page.get_by_role("heading", name="My datasets").wait_for()
+        for _ in range(12):  # Tab from the top of the page to the "New dataset" link, then follow it
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.textContent") == "New dataset":
+                break
+        assert page.evaluate("document.activeElement.textContent") == "New dataset"
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline not in ("none", ""), "the focused link shows no focus ring"
+        page.keyboard.press("Enter")
+        page.get_by_role("heading", name="New dataset").wait_for()
+        assert page.evaluate("document.activeElement.tagName") == "H1"  # focus moves to the new page
+        page.get_by_role("button", name="Add a field").click()
+        unlabelled = page.evaluate(
+            """() => [...document.querySelectorAll('main input, main select, main textarea')]
+                .filter((el) => el.type !== 'hidden' && !(el.labels && el.labels.length)
+                    && !el.getAttribute('aria-label'))
+                .map((el) => el.outerHTML)"""
+        )
+        assert unlabelled == []
