@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableEntity, TransactionOperation, UpdateMode
+from azure.data.tables import TableEntity
 
 from core import jobs, rows, uploads
 from core.auth import Principal
@@ -204,35 +203,18 @@ def request_delete(*, storage: Storage, principal: Principal, dataset_id: str) -
             f"Job {dataset.active_job} is working on this dataset; cancel it or wait for it to finish, "
             "then delete the dataset."
         )
-    job_id = new_id()
-    jobs.index_job(storage, job_id=job_id, dataset_id=dataset.id, kind=jobs.DELETE, owner=principal)
-    operations: list[Any] = [
-        (
-            TransactionOperation.UPDATE,
-            {
-                "PartitionKey": dataset.id,
-                "RowKey": jobs.DATASET_ROW,
-                "status": DELETING,
-                "activeJob": job_id,
-                "updatedAt": jobs.now(),
-            },
-            {
-                "mode": UpdateMode.MERGE,
-                "etag": dataset.etag,
-                "match_condition": MatchConditions.IfNotModified,
-            },
-        ),
-        (
-            TransactionOperation.CREATE,
-            jobs.new_job_entity(
-                dataset_id=dataset.id, job_id=job_id, kind=jobs.DELETE, owner=principal, status=jobs.QUEUED
-            ),
-        ),
-        (TransactionOperation.CREATE, jobs.outbox_entity(dataset.id, job_id, DELETE_QUEUE)),
-    ]
-    jobs.submit_or_conflict(storage, operations, "The dataset changed meanwhile; try again.")
-    jobs.send_command(storage, dataset_id=dataset.id, job_id=job_id, queue=DELETE_QUEUE, traceparent=None)
-    return job_id
+    job = jobs.start_job(
+        storage,
+        dataset_id=dataset.id,
+        kind=jobs.DELETE,
+        owner=principal,
+        queue=DELETE_QUEUE,
+        fields={},
+        conflict="The dataset changed meanwhile; try again.",
+        claim_etag=dataset.etag,
+        dataset_changes={"status": DELETING},
+    )
+    return job.id
 
 
 def delete_dataset(*, storage: Storage, job_id: str) -> str:

@@ -15,13 +15,11 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TransactionOperation
 from azure.storage.blob import BlobSasPermissions, ContentSettings
 
 from core import datasets, jobs, rows
 from core.auth import Principal
 from core.errors import Invalid
-from core.ids import new_id
 from core.jobs import Job
 from core.settings import Settings
 from core.storage import EXPORT_QUEUE, EXPORTS_CONTAINER, Storage
@@ -37,25 +35,15 @@ def start_export(*, storage: Storage, principal: Principal, dataset_id: str, bod
     safe = body.get("safeCells", True)
     if not isinstance(safe, bool):
         raise Invalid("safeCells must be true or false.", problems=[{"field": "safeCells", "code": "type"}])
-    job_id = new_id()
-    jobs.index_job(storage, job_id=job_id, dataset_id=dataset.id, kind=jobs.EXPORT, owner=principal)
-    job = jobs.new_job_entity(
+    return jobs.start_job(
+        storage,
         dataset_id=dataset.id,
-        job_id=job_id,
         kind=jobs.EXPORT,
         owner=principal,
-        status=jobs.QUEUED,
-        safeCells=safe,
+        queue=EXPORT_QUEUE,
+        fields={"safeCells": safe},
+        conflict="The export could not be recorded; try again.",
     )
-    operations: list[Any] = [
-        (TransactionOperation.CREATE, job),
-        (TransactionOperation.CREATE, jobs.outbox_entity(dataset.id, job_id, EXPORT_QUEUE)),
-    ]
-    jobs.submit_or_conflict(storage, operations, "The export could not be recorded; try again.")
-    jobs.send_command(storage, dataset_id=dataset.id, job_id=job_id, queue=EXPORT_QUEUE, traceparent=None)
-    loaded = jobs.load_job(storage, job_id)
-    assert loaded is not None
-    return loaded
 
 
 def export_view(*, storage: Storage, settings: Settings, job: Job, file_name: str) -> dict[str, Any]:

@@ -48,7 +48,6 @@ from core.chunking import ChunkPlan, chunk_encoding, plan_chunks
 from core.csvformat import DecodedText, Dialect, read_records
 from core.datasets import Dataset
 from core.errors import Conflict, Invalid, NotFound
-from core.ids import new_id
 from core.jobs import Job
 from core.mapping import ColumnMapping, map_columns
 from core.paging import decode_cursor, encode_cursor, first_page
@@ -85,40 +84,32 @@ def start_import(
     header = [column["name"] for column in profile["columns"]]
     mapping = map_columns(dataset.schema, header, explicit)  # refused here, before any work starts
     _claimable(dataset)
-    job_id = new_id()
-    jobs.index_job(storage, job_id=job_id, dataset_id=dataset.id, kind=jobs.IMPORT, owner=principal)
-    generation = dataset.generation + 1 if mode == "replace" else dataset.generation
-    job = jobs.new_job_entity(
+    fields = {
+        "phase": "queued",
+        "uploadId": upload.id,
+        "fileName": upload.file_name,
+        "blobEtag": upload.blob_etag or "",
+        "mode": mode,
+        "autoApply": auto_apply,
+        "mapping": json.dumps(mapping.to_json(), ensure_ascii=False),
+        "header": json.dumps(header, ensure_ascii=False),
+        "encoding": profile["encoding"],
+        "dialect": json.dumps(profile["dialect"]),
+        "rowsTotal": int(profile["rowCount"]),  # data rows; the plan counts them exactly
+        "generation": dataset.generation + 1 if mode == "replace" else dataset.generation,
+        "startRowCount": dataset.row_count,
+        "reviewSeconds": settings.review_seconds,
+    }
+    return jobs.start_job(
+        storage,
         dataset_id=dataset.id,
-        job_id=job_id,
         kind=jobs.IMPORT,
         owner=principal,
-        status=jobs.QUEUED,
-        phase="queued",
-        uploadId=upload.id,
-        fileName=upload.file_name,
-        blobEtag=upload.blob_etag or "",
-        mode=mode,
-        autoApply=auto_apply,
-        mapping=json.dumps(mapping.to_json(), ensure_ascii=False),
-        header=json.dumps(header, ensure_ascii=False),
-        encoding=profile["encoding"],
-        dialect=json.dumps(profile["dialect"]),
-        rowsTotal=int(profile["rowCount"]),  # data rows; the plan counts them exactly
-        generation=generation,
-        startRowCount=dataset.row_count,
-        reviewSeconds=settings.review_seconds,
+        queue=IMPORT_QUEUE,
+        fields=fields,
+        conflict="Another job started on this dataset meanwhile; try again.",
+        claim_etag=dataset.etag,
     )
-    operations: list[Any] = [
-        _claim(dataset, job_id),
-        (TransactionOperation.CREATE, job),
-        (TransactionOperation.CREATE, jobs.outbox_entity(dataset.id, job_id, IMPORT_QUEUE)),
-    ]
-    jobs.submit_or_conflict(storage, operations, "Another job started on this dataset meanwhile; try again.")
-    jobs.send_command(storage, dataset_id=dataset.id, job_id=job_id, queue=IMPORT_QUEUE, traceparent=None)
-    loaded = jobs.load_job(storage, job_id)
-    assert loaded is not None
-    return loaded
 
 
 def _import_request(
@@ -162,19 +153,6 @@ def _claimable(dataset: Dataset) -> None:
             f"Import {dataset.active_job} is still working on this dataset; wait for it to finish, "
             "or cancel it, then start this import."
         )
-
-
-def _claim(dataset: Dataset, job_id: str) -> Any:
-    return (
-        TransactionOperation.UPDATE,
-        {
-            "PartitionKey": dataset.id,
-            "RowKey": jobs.DATASET_ROW,
-            "activeJob": job_id,
-            "updatedAt": jobs.now(),
-        },
-        {"mode": UpdateMode.MERGE, "etag": dataset.etag, "match_condition": MatchConditions.IfNotModified},
-    )
 
 
 def get_import(*, storage: Storage, principal: Principal, job_id: str) -> Job:
@@ -228,26 +206,21 @@ def import_view(storage: Storage, job: Job) -> dict[str, Any]:
 
 
 def _progress(storage: Storage, job: Job) -> tuple[int, int]:
-    """Return (total, done) rows of the current phase."""
+    """Return (total, done) rows of the current phase: validating counts all rows, applying valid ones."""
     counts = job.json_property("counts", {})
-    if job.status in (jobs.QUEUED,):
-        return int(job.get("rowsTotal") or 0), 0
-    if job.status == jobs.VALIDATING:
-        total = int(job.get("rowsTotal") or 0)
-        done = sum(
-            int(c.get("validatedRows", 0))
-            for c in jobs.partition_rows(storage, job.dataset_id, f"chunk-{job.id}-")
-        )
-        return total, min(done, total)
-    if job.status == jobs.APPLYING:
-        total = int(counts.get("valid") or 0)
-        done = sum(
-            int(c.get("appliedRows", 0))
-            for c in jobs.partition_rows(storage, job.dataset_id, f"chunk-{job.id}-")
-        )
-        return total, min(done, total)
-    total = int(counts.get("rows") or job.get("rowsTotal") or 0)
-    return total, total
+    phases = {
+        jobs.VALIDATING: ("validatedRows", job.get("rowsTotal")),
+        jobs.APPLYING: ("appliedRows", counts.get("valid")),
+    }
+    if job.status not in phases:
+        total = int(counts.get("rows") or job.get("rowsTotal") or 0)
+        return total, 0 if job.status == jobs.QUEUED else total
+    key, total_rows = phases[job.status]
+    total = int(total_rows or 0)
+    done = sum(
+        int(chunk.get(key, 0)) for chunk in jobs.partition_rows(storage, job.dataset_id, f"chunk-{job.id}-")
+    )
+    return total, min(done, total)
 
 
 def list_imports(

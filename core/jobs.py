@@ -30,11 +30,17 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
+from azure.data.tables import (
+    TableClient,
+    TableEntity,
+    TableTransactionError,
+    TransactionOperation,
+    UpdateMode,
+)
 
 from core.auth import Principal
 from core.errors import Conflict, NotFound
-from core.ids import is_id
+from core.ids import is_id, new_id
 from core.storage import DATASETS_TABLE, JOBS_TABLE, Storage
 from core.telemetry import current_traceparent
 
@@ -265,6 +271,55 @@ def partition_rows(storage: Storage, dataset_id: str, prefix: str) -> Iterator[T
         "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
         parameters={"pk": dataset_id, "low": prefix, "high": high},
     )
+
+
+def start_job(
+    storage: Storage,
+    *,
+    dataset_id: str,
+    kind: str,
+    owner: Principal,
+    queue: str,
+    fields: dict[str, Any],
+    conflict: str,
+    claim_etag: str | None = None,
+    dataset_changes: dict[str, Any] | None = None,
+) -> Job:
+    """Create a job: write it, its command and any claim on its dataset in one transaction, then send.
+
+    With `claim_etag`, the job also claims the dataset (`activeJob`, plus `dataset_changes`) if the
+    dataset's ETag is still `claim_etag`; if someone changed the dataset meanwhile, nothing is written
+    and the caller gets a 409 saying `conflict`.
+    """
+    job_id = new_id()
+    index_job(storage, job_id=job_id, dataset_id=dataset_id, kind=kind, owner=owner)
+    operations: list[Any] = [
+        (
+            TransactionOperation.CREATE,
+            new_job_entity(
+                dataset_id=dataset_id, job_id=job_id, kind=kind, owner=owner, status=QUEUED, **fields
+            ),
+        ),
+        (TransactionOperation.CREATE, outbox_entity(dataset_id, job_id, queue)),
+    ]
+    if claim_etag is not None:
+        claim = {
+            "PartitionKey": dataset_id,
+            "RowKey": DATASET_ROW,
+            **(dataset_changes or {}),
+            "activeJob": job_id,
+        }
+        condition = {
+            "mode": UpdateMode.MERGE,
+            "etag": claim_etag,
+            "match_condition": MatchConditions.IfNotModified,
+        }
+        operations.insert(0, (TransactionOperation.UPDATE, {**claim, "updatedAt": now()}, condition))
+    submit_or_conflict(storage, operations, conflict)
+    send_command(storage, dataset_id=dataset_id, job_id=job_id, queue=queue, traceparent=None)
+    job = load_job(storage, job_id)
+    assert job is not None
+    return job
 
 
 def submit_or_conflict(storage: Storage, operations: list[Any], detail: str) -> None:
