@@ -15,21 +15,21 @@ from core.storage import Storage
 
 def browse_rows(*, storage: Storage, dataset: Dataset, cursor: str | None, limit: int) -> dict[str, Any]:
     """Return one page of rows ({key, values}) and the cursor of the next page."""
-    table = storage.tables.get_table_client(rows.rows_table_name(dataset.id, dataset.generation))
+    table = storage.tables.get_table_client(dataset.rows_table)
     state = decode_cursor(cursor)
-    if state is not None and state.get("g") != dataset.generation:
+    if state is not None and state.get("g") != dataset.rows_table:
         state = None  # a replace switched tables since: the cursor's table is gone, start over
     try:
         entities, token = first_page(table.list_entities(results_per_page=limit), state and state.get("t"))
     except ResourceNotFoundError:
         return {"items": [], "next": None}  # nothing imported yet
     items = [rows.row_view(dataset.schema, entity) for entity in entities]
-    return {"items": items, "next": encode_cursor({"g": dataset.generation, "t": token} if token else None)}
+    return {"items": items, "next": encode_cursor({"g": dataset.rows_table, "t": token} if token else None)}
 
 
 def get_row(*, storage: Storage, dataset: Dataset, key: str) -> dict[str, Any]:
     """Return the row with this key, or raise NotFound."""
-    table = storage.tables.get_table_client(rows.rows_table_name(dataset.id, dataset.generation))
+    table = storage.tables.get_table_client(dataset.rows_table)
     row_key = rows.row_key_of(key)
     try:
         entity = table.get_entity(rows.partition_of(row_key), row_key)

@@ -84,6 +84,9 @@ def _counted_lines(text: Iterable[str], codec: codecs.CodecInfo, consumed: list[
     """Yield physical lines (as a file opened with newline="" does), adding each one's size when taken."""
     encode = codec.encode
     width = 2 if codec.name.startswith("utf-16") else 1  # bytes per character of ASCII text
+    # Single-byte encodings: one byte a character (and cp1252's five undefined bytes, read as latin-1,
+    # could not be encoded back).
+    single_byte = codec.name in ("cp1252", "latin-1", "iso8859-1")
     pending = ""
     for piece in text:
         if not piece:
@@ -92,8 +95,8 @@ def _counted_lines(text: Iterable[str], codec: codecs.CodecInfo, consumed: list[
         # An unfinished line, or a CR whose LF may start the next piece, waits for more text.
         pending = lines.pop() if not lines[-1].endswith("\n") else ""
         for line in lines:
-            consumed[0] += len(line) * width if line.isascii() else len(encode(line)[0])
+            consumed[0] += len(line) * width if single_byte or line.isascii() else len(encode(line)[0])
             yield line
     if pending:
-        consumed[0] += len(pending) * width if pending.isascii() else len(encode(pending)[0])
+        consumed[0] += len(pending) * width if single_byte or pending.isascii() else len(encode(pending)[0])
         yield pending

@@ -1,7 +1,7 @@
 """Datasets: create from a Table Schema or an upload's inferred schema, list, show, and ask to delete.
 
 The dataset entity is the ``dataset`` row of its partition in the ``datasets`` table (see
-``core.jobs``). ``generation`` names the table its rows are in (``core.rows.rows_table_name``);
+``core.jobs``). ``rowsTable`` names the table its rows are in (``core.rows.rows_table_name``);
 ``activeJob`` is the import or delete that holds the dataset, so two never overlap.
 """
 
@@ -41,7 +41,7 @@ class Dataset:
     description: str
     schema: TableSchema
     status: str
-    generation: int
+    rows_table: str
     row_count: int
     active_job: str
     created_at: datetime
@@ -57,7 +57,8 @@ class Dataset:
             description=entity.get("description", ""),
             schema=_schema(entity["schema"]),
             status=entity["status"],
-            generation=int(entity.get("generation", 0)),
+            rows_table=entity.get("rowsTable")
+            or rows.rows_table_name(entity["PartitionKey"], entity["PartitionKey"]),
             row_count=int(entity.get("rowCount", 0)),
             active_job=entity.get("activeJob", ""),
             created_at=entity["createdAt"],
@@ -118,7 +119,7 @@ def create_dataset(*, storage: Storage, owner: Principal, body: dict[str, Any]) 
         "description": description,
         "schema": schema_text,
         "status": ACTIVE,
-        "generation": 0,
+        "rowsTable": rows.rows_table_name(dataset_id, dataset_id),
         "rowCount": 0,
         "activeJob": "",
         "createdAt": moment,
@@ -197,6 +198,16 @@ def request_delete(*, storage: Storage, principal: Principal, dataset_id: str) -
     """Mark the dataset `deleting` and queue its deletion (rows, jobs, errors, exports); return the job id."""
     dataset = get_dataset(storage=storage, principal=principal, dataset_id=dataset_id)
     if dataset.status == DELETING:
+        # Asked again: if the delete failed (its worker gave up), send it once more.
+        jobs.change_job(
+            storage,
+            dataset.active_job,
+            lambda job: {"status": jobs.QUEUED, "error": ""} if job.status == jobs.FAILED else None,
+            command_to=DELETE_QUEUE,
+        )
+        jobs.send_command(
+            storage, dataset_id=dataset.id, job_id=dataset.active_job, queue=DELETE_QUEUE, traceparent=None
+        )
         return dataset.active_job
     if dataset.active_job:
         raise Conflict(
@@ -225,8 +236,10 @@ def delete_dataset(*, storage: Storage, job_id: str) -> str:
     dataset = load_dataset(storage, job.dataset_id)
     if dataset is None or dataset.active_job != job_id:
         return "missing"
-    for generation in range(dataset.generation + 2):  # +1: the table of an unfinished replace
-        storage.tables.delete_table(rows.rows_table_name(dataset.id, generation))
+    prefix = rows.rows_table_prefix(dataset.id)
+    for table_item in storage.tables.list_tables():  # the current table and any a replace left behind
+        if table_item.name.startswith(prefix):
+            storage.tables.delete_table(table_item.name)
     table = jobs.datasets_table(storage)
     partition = list(table.query_entities("PartitionKey eq @pk", parameters={"pk": dataset.id}))
     for entity in partition:

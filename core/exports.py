@@ -19,7 +19,7 @@ from azure.storage.blob import BlobSasPermissions, ContentSettings
 
 from core import datasets, jobs, rows
 from core.auth import Principal
-from core.errors import Invalid
+from core.errors import Conflict, Invalid
 from core.jobs import Job
 from core.settings import Settings
 from core.storage import EXPORT_QUEUE, EXPORTS_CONTAINER, Storage
@@ -32,6 +32,8 @@ ROWS_PER_PIECE: Final = 2_000
 def start_export(*, storage: Storage, principal: Principal, dataset_id: str, body: dict[str, Any]) -> Job:
     """Record an export job and its command in one transaction, then send the command."""
     dataset = datasets.get_dataset(storage=storage, principal=principal, dataset_id=dataset_id)
+    if dataset.status != datasets.ACTIVE:
+        raise Conflict("This dataset is being deleted.")
     safe = body.get("safeCells", True)
     if not isinstance(safe, bool):
         raise Invalid("safeCells must be true or false.", problems=[{"field": "safeCells", "code": "type"}])
@@ -127,12 +129,12 @@ def _csv_pieces(
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(rows.export_header(dataset.schema, safe=safe))
     yield b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
-    table = storage.tables.get_table_client(rows.rows_table_name(dataset.id, dataset.generation))
+    table = storage.tables.get_table_client(dataset.rows_table)
     out.seek(0)
     out.truncate()
     pending = 0
     try:
-        for entity in table.list_entities(results_per_page=1_000):
+        for entity in table.list_entities(results_per_page=1_000):  # a table that goes away mid-way raises
             writer.writerow(rows.export_cells(dataset.schema, entity, safe=safe))
             counter[0] += 1
             pending += 1
@@ -142,6 +144,8 @@ def _csv_pieces(
                 out.truncate()
                 pending = 0
     except ResourceNotFoundError:
-        pass  # nothing imported yet: the table does not exist, and the export is the header alone
+        if counter[0]:
+            raise  # the table went away mid-export (a replace switched, or a delete): start again
+        # Nothing imported yet: the table does not exist, and the export is the header alone.
     if pending:
         yield out.getvalue().encode("utf-8")

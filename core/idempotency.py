@@ -10,17 +10,21 @@ is taken over after ``STALE_CLAIM``.
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
 from azure.data.tables import TableClient, UpdateMode
 
 from core import jobs
 from core.errors import BadRequest, Conflict, Invalid
 from core.storage import IDEMPOTENCY_TABLE, Storage
+
+log = logging.getLogger(__name__)
 
 MAX_KEY_CHARS: Final = 255
 MAX_STORED_BODY_CHARS: Final = 30_000
@@ -93,17 +97,17 @@ def claim(storage: Storage, *, user_id: str, key: str, request: str) -> Answer |
 def remember(storage: Storage, *, user_id: str, key: str, answer: Answer) -> None:
     """Store the answer of a successful request, to replay for repeats."""
     partition, row = _keys(user_id, key)
-    _table(storage).update_entity(
-        {
-            "PartitionKey": partition,
-            "RowKey": row,
-            "state": "done",
-            "status": answer.status,
-            "body": answer.body[:MAX_STORED_BODY_CHARS],
-            "location": answer.location or "",
-        },
-        mode=UpdateMode.MERGE,
-    )
+    body = answer.body
+    if len(body) > MAX_STORED_BODY_CHARS:  # too big to keep whole: a repeat gets where to find it
+        body = json.dumps({"location": answer.location, "detail": "Repeated request; GET the location."})
+    entity = {"PartitionKey": partition, "RowKey": row, "state": "done", "status": answer.status}
+    try:
+        _table(storage).update_entity(
+            {**entity, "body": body, "location": answer.location or ""}, mode=UpdateMode.MERGE
+        )
+    except AzureError:
+        # The work is done and answered; a repeat within STALE_CLAIM gets 409, later ones run again.
+        log.exception("Could not store the answer for an Idempotency-Key")
 
 
 def release(storage: Storage, *, user_id: str, key: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import itertools
 import json
 import logging
 import zlib
@@ -47,7 +48,8 @@ from core.auth import Principal
 from core.chunking import ChunkPlan, chunk_encoding, plan_chunks
 from core.csvformat import DecodedText, Dialect, read_records
 from core.datasets import Dataset
-from core.errors import Conflict, Invalid, NotFound
+from core.errors import BadRequest, Conflict, Invalid, NotFound
+from core.ids import new_id
 from core.jobs import Job
 from core.mapping import ColumnMapping, map_columns
 from core.paging import decode_cursor, encode_cursor, first_page
@@ -62,6 +64,7 @@ MODES: Final = ("insert", "upsert", "replace")
 DECISIONS: Final = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}
 KEYS_PER_BUCKET: Final = 100_000
 STORED_ERRORS_PER_CHUNK: Final = 2_000
+MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
 APPLY_THREADS: Final = 4
 PROGRESS_EVERY_BATCHES: Final = 10
@@ -84,6 +87,7 @@ def start_import(
     header = [column["name"] for column in profile["columns"]]
     mapping = map_columns(dataset.schema, header, explicit)  # refused here, before any work starts
     _claimable(dataset)
+    job_id = new_id()
     fields = {
         "phase": "queued",
         "uploadId": upload.id,
@@ -96,7 +100,7 @@ def start_import(
         "encoding": profile["encoding"],
         "dialect": json.dumps(profile["dialect"]),
         "rowsTotal": int(profile["rowCount"]),  # data rows; the plan counts them exactly
-        "generation": dataset.generation + 1 if mode == "replace" else dataset.generation,
+        "rowsTable": rows.rows_table_name(dataset.id, job_id) if mode == "replace" else dataset.rows_table,
         "startRowCount": dataset.row_count,
         "reviewSeconds": settings.review_seconds,
     }
@@ -109,6 +113,7 @@ def start_import(
         fields=fields,
         conflict="Another job started on this dataset meanwhile; try again.",
         claim_etag=dataset.etag,
+        job_id=job_id,
     )
 
 
@@ -232,6 +237,8 @@ def list_imports(
     found = sorted((job for job in found if job.kind == jobs.IMPORT), key=lambda job: job.id, reverse=True)
     state = decode_cursor(cursor) or {}
     before = state.get("before")
+    if before is not None and not isinstance(before, str):
+        raise BadRequest("The cursor is not one this API handed out; start again without it.")
     if before is not None:
         found = [job for job in found if job.id < before]
     page = found[:limit]
@@ -267,20 +274,13 @@ def record_decision(*, storage: Storage, principal: Principal, job_id: str, acti
             raise Conflict(f"This import was already {current.get('decision')}.")
         return {"decision": decision, "decidedAt": jobs.now(), "decidedBy": principal.user_id}
 
-    updated = jobs.change_job(storage, job.id, change)
+    # The decision and the command that relays it to the orchestration land in one transaction.
+    updated = jobs.change_job(storage, job.id, change, command_to=IMPORT_QUEUE)
     assert updated is not None
-    _relay(storage, updated)
+    jobs.send_command(
+        storage, dataset_id=updated.dataset_id, job_id=updated.id, queue=IMPORT_QUEUE, traceparent=None
+    )
     return updated
-
-
-def _relay(storage: Storage, job: Job) -> None:
-    """Queue the job's command so the worker raises the decision event (through the outbox)."""
-    try:
-        jobs.datasets_table(storage).upsert_entity(jobs.outbox_entity(job.dataset_id, job.id, IMPORT_QUEUE))
-    except AzureError:
-        log.exception("Could not write the outbox row of job %s", job.id)
-        raise
-    jobs.send_command(storage, dataset_id=job.dataset_id, job_id=job.id, queue=IMPORT_QUEUE, traceparent=None)
 
 
 # --- row errors ----------------------------------------------------------------------------------
@@ -297,11 +297,12 @@ def errors_page(*, storage: Storage, job: Job, cursor: str | None, limit: int) -
 
 
 def errors_csv(*, storage: Storage, job: Job) -> str:
-    """Return all of an import's stored row errors as CSV text (cells safe from CSV injection)."""
+    """Return an import's stored row errors (the first MAX_CSV_ERRORS) as CSV, safe from CSV injection."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["row", "column", "code", "message", "value"])
-    for entity in _errors_table(storage).query_entities("PartitionKey eq @pk", parameters={"pk": job.id}):
+    found = _errors_table(storage).query_entities("PartitionKey eq @pk", parameters={"pk": job.id})
+    for entity in itertools.islice(found, MAX_CSV_ERRORS):
         error = _error_view(entity)
         writer.writerow(
             [
@@ -647,7 +648,7 @@ def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
         }
     summed = _summed(storage, job)
     totals = summed["totals"]
-    invalid = totals["invalid"] + totals["newlyInvalid"]
+    invalid = totals["invalid"] + len(_dup_rows(storage, job))
     counts = {
         "rows": totals["rows"],
         "valid": totals["rows"] - invalid,
@@ -705,15 +706,20 @@ def decide_import(*, storage: Storage, job_id: str, timed_out: bool) -> dict[str
     return {"next": "wait"}
 
 
-def _dup_rows(storage: Storage, job: Job, chunk: ChunkPlan) -> set[int]:
+def _dup_rows(storage: Storage, job: Job, chunk: ChunkPlan | None = None) -> set[int]:
+    """Return the rows that repeat a key (in `chunk`, or in the whole file), otherwise valid.
+
+    A row can repeat its primary key and a unique value, whose keys fall into different buckets: the
+    union, not the sum, of the buckets' rows is what counts.
+    """
     found: set[int] = set()
-    end = chunk.first_row + chunk.rows
+    low, high = (chunk.first_row, chunk.first_row + chunk.rows) if chunk else (0, 1 << 62)
     for bucket in range(int(job.get("buckets") or 0)):
         try:
             data = _work_blob(storage, job.id, f"dups-{bucket:05d}").download_blob().readall()
         except ResourceNotFoundError:
             continue
-        found.update(row for row in json.loads(data) if chunk.first_row <= row < end)
+        found.update(row for row in json.loads(data) if low <= row < high)
     return found
 
 
@@ -749,9 +755,7 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         key = rows.api_key(ctx.schema, values) if ctx.schema.primary_key else f"{job_id}-{number:010d}"
         entities.append(rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i"))
         numbers.append(number)
-    writer = _RowWriter(
-        storage, job, ctx.schema, mode, rows.rows_table_name(job.dataset_id, int(job.get("generation")))
-    )
+    writer = _RowWriter(storage, job, ctx.schema, mode, job.get("rowsTable"))
     applied = writer.write(entities, numbers, chunk)
     errors = applied.errors
     _store_errors(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
@@ -818,9 +822,9 @@ class _RowWriter:
         return True
 
     def _batch(self, batch: list[dict[str, Any]], row_of: dict[int, int]) -> _Applied:
-        too_large = [entity for entity in batch if rows.entity_bytes(entity) > rows.MAX_ENTITY_BYTES]
+        too_large = [entity for entity in batch if rows.too_large(entity)]
         outcome = _Applied(errors=[self._too_large(entity, row_of[id(entity)]) for entity in too_large])
-        batch = [entity for entity in batch if rows.entity_bytes(entity) <= rows.MAX_ENTITY_BYTES]
+        batch = [entity for entity in batch if not rows.too_large(entity)]
         if not batch:
             return outcome
         try:
@@ -868,7 +872,10 @@ class _RowWriter:
 
     def _too_large(self, entity: dict[str, Any], number: int) -> RowError:
         size = rows.entity_bytes(entity)
-        message = f"Row {number} takes {size:,} bytes in Table Storage; a row can take at most about 1 MB."
+        message = (
+            f"Row {number} takes {size:,} bytes in Table Storage; a row can take at most about 1 MB, "
+            "and one text value at most 32,767 UTF-16 characters."
+        )
         return RowError(number, "", "rowTooLarge", message, "")
 
 
@@ -952,7 +959,7 @@ def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: st
 def _final_counts(storage: Storage, job: Job) -> tuple[dict[str, int], list[dict[str, Any]], int]:
     summed = _summed(storage, job)
     totals = summed["totals"]
-    invalid = totals["invalid"] + totals["newlyInvalid"] + totals["conflicts"]
+    invalid = totals["invalid"] + len(_dup_rows(storage, job)) + totals["conflicts"]
     counts = {
         "rows": totals["rows"],
         "valid": totals["rows"] - invalid,
@@ -973,10 +980,10 @@ def _finish_operations(
         fields["activeJob"] = ""
     if job.get("mode") == "replace":
         if status == jobs.COMPLETED:
-            fields.update(generation=int(job.get("generation")), rowCount=counts["inserted"])
-            old_table = rows.rows_table_name(dataset.id, dataset.generation)
+            fields.update(rowsTable=job.get("rowsTable"), rowCount=counts["inserted"])
+            old_table = dataset.rows_table
         else:
-            old_table = rows.rows_table_name(dataset.id, int(job.get("generation")))  # the unused new rows
+            old_table = job.get("rowsTable")  # the unused new rows
     else:
         fields["rowCount"] = int(job.get("startRowCount") or 0) + counts["inserted"]
     update = (

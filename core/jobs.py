@@ -227,25 +227,43 @@ def job_for(storage: Storage, principal: Principal, job_id: str, *, kind: str) -
     return job
 
 
-def update_job(storage: Storage, job: Job, **changes: Any) -> Job | None:
-    """Merge changes if the job is unchanged since it was read (ETag); None if someone else changed it."""
+def update_job(storage: Storage, job: Job, *, command_to: str | None = None, **changes: Any) -> Job | None:
+    """Merge changes if the job is unchanged since it was read (ETag); None if someone else changed it.
+
+    With `command_to`, an outbox row for that queue is written in the same transaction, so the change
+    and the command that tells a worker about it are never separated by a crash.
+    """
     for key in ("error", "lastError"):
         if isinstance(changes.get(key), str):
             changes[key] = changes[key][:_MAX_TEXT]
     moment = now()
     entity = {"PartitionKey": job.dataset_id, "RowKey": job_row(job.id), "updatedAt": moment, **changes}
+    condition: dict[str, Any] = {"etag": job.etag, "match_condition": MatchConditions.IfNotModified}
     try:
-        result = datasets_table(storage).update_entity(
-            entity, mode=UpdateMode.MERGE, etag=job.etag, match_condition=MatchConditions.IfNotModified
-        )
+        if command_to is None:
+            etag = datasets_table(storage).update_entity(entity, mode=UpdateMode.MERGE, **condition)["etag"]
+        else:
+            results = datasets_table(storage).submit_transaction(
+                [
+                    (TransactionOperation.UPDATE, entity, {"mode": UpdateMode.MERGE, **condition}),
+                    (TransactionOperation.UPSERT, outbox_entity(job.dataset_id, job.id, command_to)),
+                ]
+            )
+            etag = results[0]["etag"]
     except (ResourceModifiedError, ResourceNotFoundError):
         return None
+    except TableTransactionError as error:
+        if error.status_code in (404, 412):
+            return None
+        raise
     merged = TableEntity({**job.entity, **entity})
-    merged._metadata = {**job.entity.metadata, "etag": result["etag"]}
+    merged._metadata = {**job.entity.metadata, "etag": etag}
     return Job.from_entity(merged)
 
 
-def change_job(storage: Storage, job_id: str, change: Any, *, attempts: int = 10) -> Job | None:
+def change_job(
+    storage: Storage, job_id: str, change: Any, *, attempts: int = 10, command_to: str | None = None
+) -> Job | None:
     """Re-read the job and apply `change(job) -> dict | None` until its conditional update lands.
 
     `change` returns the properties to merge, or None to leave the job as it is. Returns the job after
@@ -258,7 +276,7 @@ def change_job(storage: Storage, job_id: str, change: Any, *, attempts: int = 10
         changes = change(job)
         if changes is None:
             return job
-        updated = update_job(storage, job, **changes)
+        updated = update_job(storage, job, command_to=command_to, **changes)
         if updated is not None:
             return updated
     raise RuntimeError(f"job {job_id} kept changing under a conditional update")
@@ -284,6 +302,7 @@ def start_job(
     conflict: str,
     claim_etag: str | None = None,
     dataset_changes: dict[str, Any] | None = None,
+    job_id: str | None = None,
 ) -> Job:
     """Create a job: write it, its command and any claim on its dataset in one transaction, then send.
 
@@ -291,7 +310,7 @@ def start_job(
     dataset's ETag is still `claim_etag`; if someone changed the dataset meanwhile, nothing is written
     and the caller gets a 409 saying `conflict`.
     """
-    job_id = new_id()
+    job_id = job_id or new_id()
     index_job(storage, job_id=job_id, dataset_id=dataset_id, kind=kind, owner=owner)
     operations: list[Any] = [
         (

@@ -98,22 +98,29 @@ def discard(storage: Storage, *, queue: str, message_id: str) -> None:
 
 
 def _take(client: QueueClient, message_id: str, act: Any) -> None:
-    """Receive pages of messages until `message_id`; act on it and delete it; release the others."""
-    for _ in range(SCAN_PAGES):
-        try:
-            page = list(client.receive_messages(max_messages=PEEK_LIMIT, visibility_timeout=HIDE_SECONDS))
-        except ResourceNotFoundError:
-            break
-        if not page:
-            break
-        target = next((message for message in page if message.id == message_id), None)
-        for message in page:
-            if message is not target:
-                client.update_message(message, visibility_timeout=0)
-        if target is not None:
-            act(target)
-            client.delete_message(target)
-            return
+    """Receive pages of messages until `message_id`; act on it and delete it; release the others.
+
+    The others stay hidden until the scan ends, so each page brings new messages, then all are
+    made visible again at once.
+    """
+    held: list[QueueMessage] = []
+    try:
+        for _ in range(SCAN_PAGES):
+            try:
+                page = list(client.receive_messages(max_messages=PEEK_LIMIT, visibility_timeout=HIDE_SECONDS))
+            except ResourceNotFoundError:
+                break
+            if not page:
+                break
+            target = next((message for message in page if message.id == message_id), None)
+            held.extend(message for message in page if message is not target)
+            if target is not None:
+                act(target)
+                client.delete_message(target)
+                return
+    finally:
+        for message in held:
+            client.update_message(message, visibility_timeout=0)
     raise NotFound(f"There is no poison message {message_id!r} on {client.queue_name}.")
 
 

@@ -7,6 +7,8 @@ import binascii
 import json
 from typing import Any, Final
 
+from azure.core.exceptions import HttpResponseError
+
 from core.errors import BadRequest, LimitExceeded
 
 DEFAULT_LIMIT: Final = 100
@@ -45,9 +47,32 @@ def page_limit(value: str | None, *, default: int = DEFAULT_LIMIT, maximum: int 
     return int(value)
 
 
-def first_page(paged: Any, state: dict[str, Any] | None) -> tuple[list[Any], dict[str, Any] | None]:
-    """Read one page of a Table Storage query from a continuation state; return it and the next state."""
-    pages = paged.by_page(continuation_token=state)
-    items = list(next(pages, []))
-    token = pages.continuation_token if items else None
-    return items, token
+MAX_EMPTY_PAGES: Final = 20
+
+
+def first_page(paged: Any, state: Any) -> tuple[list[Any], dict[str, Any] | None]:
+    """Read one page of a Table Storage query from a continuation state; return it and the next state.
+
+    Azure may answer a cross-partition query with an empty page and a continuation token: such pages
+    are skipped (up to MAX_EMPTY_PAGES), so an empty answer means the end. A continuation state that
+    this API did not hand out is refused with a 400.
+    """
+    if state is not None and (
+        not isinstance(state, dict)
+        or not all(isinstance(key, str) and isinstance(value, str) for key, value in state.items())
+    ):
+        raise BadRequest("The cursor is not one this API handed out; start again without it.")
+    try:
+        pages = paged.by_page(continuation_token=state)
+        items: list[Any] = []
+        for _ in range(MAX_EMPTY_PAGES):
+            items = list(next(pages, []))
+            if items or not pages.continuation_token:
+                break
+    except (ValueError, TypeError, KeyError) as error:
+        raise BadRequest("The cursor is not one this API handed out; start again without it.") from error
+    except HttpResponseError as error:
+        if state is not None and error.status_code == 400:
+            raise BadRequest("The cursor is not one this API handed out; start again without it.") from error
+        raise
+    return items, pages.continuation_token

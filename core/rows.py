@@ -42,9 +42,16 @@ _TEXT_TYPES: Final = frozenset(
 )
 
 
-def rows_table_name(dataset_id: str, generation: int) -> str:
-    """Return the table holding one generation of a dataset's rows (alphanumeric, ≤ 63 characters)."""
-    return f"r{dataset_id}g{generation}"
+def rows_table_name(dataset_id: str, loader_id: str) -> str:
+    """Return the table a dataset's rows are loaded into: one per dataset (its first table, named with
+    the dataset id) and one per replace import (named with the import id), so a table name is never
+    used twice (Azure refuses a deleted table's name for a while). Alphanumeric, 53 characters."""
+    return f"r{dataset_id}{loader_id}"
+
+
+def rows_table_prefix(dataset_id: str) -> str:
+    """Return the prefix every rows table of a dataset starts with."""
+    return f"r{dataset_id}"
 
 
 def partition_of(row_key: str) -> str:
@@ -126,6 +133,25 @@ def entity_bytes(entity: Mapping[str, Any]) -> int:
         else:
             size += 8
     return size
+
+
+MAX_PROPERTY_UNITS: Final = 32_767  # a string property holds 64 KiB of UTF-16
+
+
+def too_large(entity: Mapping[str, Any]) -> bool:
+    """Tell whether Table Storage would refuse an entity for its size (the whole, or one string)."""
+    if entity_bytes(entity) > MAX_ENTITY_BYTES:
+        return True
+    return any(
+        isinstance(value, str)
+        and len(value) > MAX_PROPERTY_UNITS // 2
+        and _utf16_units(value) > MAX_PROPERTY_UNITS
+        for value in entity.values()
+    )
+
+
+def _utf16_units(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def same_values(schema: TableSchema, stored: Mapping[str, Any], fresh: Mapping[str, Any]) -> bool:

@@ -73,7 +73,10 @@ CONSTRAINTS_BY_TYPE: Final[Mapping[str, frozenset[str]]] = {
 ALL_CONSTRAINTS: Final = frozenset().union(*CONSTRAINTS_BY_TYPE.values())
 STRING_FORMATS: Final = ("default", "email", "uri", "uuid", "binary")
 _PATTERN_FORMAT_TYPES: Final = ("date", "datetime", "time")
-_RESERVED_PROPERTIES: Final = frozenset(("partitionkey", "rowkey", "timestamp", "etag"))
+# Table Storage's own names, and the stamps Loadbay puts on every row (core.rows).
+_RESERVED_PROPERTIES: Final = frozenset(
+    ("partitionkey", "rowkey", "timestamp", "etag", "loadbayjob", "loadbayop", "loadbaykey")
+)
 
 # The same languages as core.profiling's inference, so an inferred schema accepts the file it came from.
 # Possessive quantifiers do not change what these match (the repeated classes exclude the next separator);

@@ -47,7 +47,8 @@ def import_orchestrator(context: df.DurableOrchestrationContext) -> Any:
         reason = "The import stopped because of an internal error; the operators can look it up by its id."
         if not context.is_replaying:
             log.error("Import %s failed: %s", job_id, error)
-        return (yield context.call_activity(FAIL, {**job, "error": reason, "detail": str(error)[:500]}))
+        failed = {**job, "error": reason, "detail": str(error)[:500]}
+        return (yield context.call_activity_with_retry(FAIL, RETRY, failed))
     return result
 
 

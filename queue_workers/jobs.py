@@ -6,6 +6,7 @@ late message finds the work done or in progress and changes nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from opentelemetry.trace import SpanKind
 
 from core import datasets, exports, imports, jobs, uploads
 from core.errors import Invalid
+from core.jobs import FINISHED
 from core.runtime import runtime
 from core.storage import DELETE_QUEUE, EXPORT_QUEUE, IMPORT_QUEUE
 from core.telemetry import function_span
@@ -24,6 +26,7 @@ from queue_workers.blueprint import bp
 
 log = logging.getLogger(__name__)
 INTERNAL_ERROR = "The job stopped because of an internal error; the operators can look it up by its id."
+DEAD = frozenset({df.OrchestrationRuntimeStatus.Failed, df.OrchestrationRuntimeStatus.Terminated})
 
 
 def _parse(msg: func.QueueMessage, queue: str) -> tuple[str, str | None] | None:
@@ -67,13 +70,20 @@ async def relay_import(msg: func.QueueMessage, client: df.DurableOrchestrationCl
     """Start the import's orchestration (id = job id, so at most one), or pass it the review decision."""
 
     async def work(job_id: str, traceparent: str | None) -> str:
-        action, _job = imports.command_for(runtime().storage, job_id)
+        action, job = imports.command_for(runtime().storage, job_id)
         if action == "start":
             status = await client.get_status(job_id)
             if not status or status.runtime_status is None:
                 await client.start_new(ORCHESTRATOR, job_id, {"jobId": job_id, "traceparent": traceparent})
         elif action == "decide":
             await client.raise_event(job_id, DECISION_EVENT, {"jobId": job_id})
+        elif job is not None and job.status not in FINISHED:
+            # A running job whose orchestration is gone (failed or terminated) would hold its dataset
+            # for ever: a command for it (a cancel, a replay) ends it as failed instead.
+            status = await client.get_status(job_id)
+            if status and status.runtime_status in DEAD:
+                imports.fail_import(storage=runtime().storage, job_id=job_id, error=INTERNAL_ERROR)
+                return "failed"
         return action
 
     def give_up(job_id: str) -> None:
@@ -87,7 +97,8 @@ async def write_export(msg: func.QueueMessage) -> None:
     """Write the dataset's rows to the export's CSV file."""
 
     async def work(job_id: str, _traceparent: str | None) -> str:
-        return exports.run_export(storage=runtime().storage, job_id=job_id)
+        # Long blocking work runs on a thread, so it never stalls the worker's event loop.
+        return await asyncio.to_thread(exports.run_export, storage=runtime().storage, job_id=job_id)
 
     def give_up(job_id: str) -> None:
         exports.fail_export(storage=runtime().storage, job_id=job_id, error=INTERNAL_ERROR)
@@ -100,7 +111,7 @@ async def remove_dataset(msg: func.QueueMessage) -> None:
     """Delete a dataset with everything it holds."""
 
     async def work(job_id: str, _traceparent: str | None) -> str:
-        return datasets.delete_dataset(storage=runtime().storage, job_id=job_id)
+        return await asyncio.to_thread(datasets.delete_dataset, storage=runtime().storage, job_id=job_id)
 
     def give_up(job_id: str) -> None:
         jobs.change_job(

@@ -274,14 +274,14 @@ def test_an_answer_without_location_replays_without_one(storage: Storage) -> Non
     assert claim(storage, user, key, request) == Answer(200, "", None)
 
 
-def test_a_long_answer_is_stored_cut_to_its_limit(storage: Storage) -> None:
+def test_a_long_answer_is_replayed_as_valid_json_pointing_at_the_resource(storage: Storage) -> None:
     user, key, request = new_id(), new_id(), new_id()
     assert claim(storage, user, key, request) is None
-    body = "x" * (idempotency.MAX_STORED_BODY_CHARS + 100)
-    idempotency.remember(storage, user_id=user, key=key, answer=Answer(200, body, None))
+    body = json.dumps({"text": "x" * (idempotency.MAX_STORED_BODY_CHARS + 100)})
+    idempotency.remember(storage, user_id=user, key=key, answer=Answer(201, body, "/api/datasets/x"))
     replayed = claim(storage, user, key, request)
-    assert replayed is not None
-    assert replayed.body == "x" * idempotency.MAX_STORED_BODY_CHARS
+    assert replayed is not None and replayed.status == 201 and replayed.location == "/api/datasets/x"
+    assert json.loads(replayed.body)["location"] == "/api/datasets/x"  # never JSON cut in half
 
 
 def test_the_same_key_for_a_different_request_is_invalid(storage: Storage) -> None:
