@@ -12,7 +12,7 @@ datetime, maxLength, duplicate primary keys), then prints rows/s of
       stop after 1,000 errors);
 
 with the ratios, and checks that Loadbay's error count is exactly the number of injected invalid cells
-and compares frictionless's count with it. frictionless is a development dependency (requirements-dev).
+and compares frictionless's count with it. frictionless comes with requirements-bench.txt (make bench).
 """
 
 from __future__ import annotations

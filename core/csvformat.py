@@ -23,13 +23,15 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain, compress, repeat
 from typing import Final, Protocol
 
 ENCODING_SNIFF_BYTES: Final = 256 * 1024
 DIALECT_SAMPLE_CHARS: Final = 64 * 1024
 DELIMITERS: Final = (",", ";", "\t", "|")
+PIECE_CHARS: Final = 16 * 1024
 
 _BOMS: Final = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -269,10 +271,107 @@ class _LineProblem(Exception):
         self.at_record_start = at_record_start
 
 
+_NUL_PROBLEM: Final = "contains a NUL character; the file may be binary, or UTF-16 without a byte order mark"
+_OPEN_QUOTE_PROBLEM: Final = "has a quoted field that is not closed before the end of the file"
+_RECORDS_PER_LIST: Final = 256
+
+
 def _allow_field_chars(max_field_chars: int) -> None:
     # The limit is process-wide; only ever raise it, so other readers keep at least what they had.
     if csv.field_size_limit() <= max_field_chars:
         csv.field_size_limit(max_field_chars + 1)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_columns: int
+    max_field_chars: int
+
+    @property
+    def max_record_chars(self) -> int:
+        """Return the longest a record's text may be: every field quoted, every quote doubled."""
+        return self.max_columns * (2 * self.max_field_chars + 3)
+
+
+class _LineFeed:
+    """Cuts decoded text into pieces of whole lines; hands csv.reader the lines of the pieces that need it.
+
+    csv.reader treats the end of every string it gets as a line end, so it gets whole lines, a piece's list
+    at a time (read through chain.from_iterable: no Python step per line). The reading loop sets
+    ``record_end``, the number of the line on which the last record ended, after every record: csv.reader
+    asks for a line only when a record needs it, so the lines after ``record_end`` belong to the record being
+    read. A piece goes line by line, with the per-line checks, only when it could break a limit: it holds a
+    NUL character, or it is, with the record it continues, longer than a record may be.
+
+    A piece that starts a record and holds no quote character (nor NUL, nor a line break other than LF, CR
+    and CRLF) needs no csv.reader: each of its lines is a record whose fields are split at the delimiter.
+    ``segment`` stops before such a piece and leaves it in ``plain`` for the reading loop.
+    """
+
+    def __init__(self, text: Iterable[str], dialect: Dialect, limits: _Limits) -> None:
+        self.pieces = _split_lines(text, limits.max_record_chars)
+        self.quote = dialect.quote_char
+        self.max_record_chars = limits.max_record_chars
+        self.max_field_chars = limits.max_field_chars
+        self.record_end = 0
+        self.fed = 0  # lines read so far
+        # Whether a one-line record ending in the current list may hold a field over the limit.
+        self.long_lines = False
+        self.plain: str | None = None
+        self._kept: list[tuple[int, list[str]]] = []  # (number of the first line, lines) not all read
+
+    def segment(self) -> Iterator[Iterable[str]]:
+        """Yield lines for csv.reader, piece by piece, up to a piece that needs none (left in plain)."""
+        self.plain = None
+        for piece in self.pieces:
+            if isinstance(piece, str) and self.fed == self.record_end and self._needs_no_reader(piece):
+                self.plain = piece
+                return
+            yield self._lines(piece)
+        if self.fed > self.record_end:
+            raise _LineProblem(_OPEN_QUOTE_PROBLEM, at_record_start=True)
+
+    def _needs_no_reader(self, piece: str) -> bool:
+        return (
+            self.quote not in piece
+            and "\x00" not in piece
+            and len(piece) <= self.max_record_chars
+            and not any(char in piece for char in _OTHER_LINE_BREAKS)
+        )
+
+    def _lines(self, piece: str | list[str]) -> Iterable[str]:
+        lines = _lines_of(piece) if isinstance(piece, str) else piece
+        record_end = self.record_end
+        self._kept = [(first, kept) for first, kept in self._kept if first + len(kept) - 1 > record_end]
+        open_chars = sum(map(len, self.lines_between(record_end, self.fed)))
+        self._kept.append((self.fed + 1, lines))
+        self.fed += len(lines)
+        chars = len(piece) if isinstance(piece, str) else sum(map(len, piece))
+        nul = any("\x00" in line for line in lines) if isinstance(piece, list) else "\x00" in piece
+        if nul or open_chars + chars > self.max_record_chars:
+            self.long_lines = True
+            return self._one_by_one(lines, open_chars, nul)
+        self.long_lines = chars > self.max_field_chars and max(map(len, lines)) > self.max_field_chars
+        return lines
+
+    def _one_by_one(self, lines: list[str], open_chars: int, nul: bool) -> Iterator[str]:
+        record_chars, record_end = open_chars, self.record_end
+        for line in lines:
+            if nul and "\x00" in line:
+                raise _LineProblem(_NUL_PROBLEM)
+            if self.record_end != record_end:
+                record_chars, record_end = 0, self.record_end
+            record_chars += len(line)
+            if record_chars > self.max_record_chars:
+                raise _LineProblem(f"is longer than {self.max_record_chars:,} characters")
+            yield line
+
+    def lines_between(self, after: int, last: int) -> list[str]:
+        """Return the kept lines numbered after + 1 to last."""
+        found: list[str] = []
+        for first, lines in self._kept:
+            found.extend(lines[max(after + 1 - first, 0) : max(last + 1 - first, 0)])
+        return found
 
 
 def read_records(
@@ -280,51 +379,132 @@ def read_records(
 ) -> Iterator[list[str]]:
     """Yield the records of decoded CSV text, skipping blank lines; refuse malformed input with a reason."""
     # Errors number rows as a spreadsheet does (the first record, header or not, is row 1) and lines
-    # as an editor does, so a person can find the spot either way.
-    _allow_field_chars(max_field_chars)
-    max_record_chars = max_columns * (2 * max_field_chars + 3)
-    record_lines: list[str] = []
-    record_chars = 0
+    # as an editor does, so a person can find the spot either way. Records come in lists, read on as one
+    # stream in C; a list ends before a malformed record, whose error comes when the stream reaches it.
+    return chain.from_iterable(_record_lists(text, dialect, _Limits(max_columns, max_field_chars)))
 
-    def physical_lines() -> Iterator[str]:
-        # csv.reader treats the end of every string it gets as a line end, so it must get whole lines.
-        nonlocal record_chars
-        for line in _split_lines(text, max_record_chars):
-            record_chars += len(line)
-            if record_chars > max_record_chars:
-                raise _LineProblem(f"is longer than {max_record_chars:,} characters")
-            record_lines.append(line)
-            yield line
-        if record_lines:
-            raise _LineProblem(
-                "has a quoted field that is not closed before the end of the file", at_record_start=True
-            )
 
-    reader = csv.reader(
-        physical_lines(), delimiter=dialect.delimiter, quotechar=dialect.quote_char, doublequote=True
-    )
+def _record_lists(text: Iterable[str], dialect: Dialect, limits: _Limits) -> Iterator[list[list[str]]]:
+    _allow_field_chars(limits.max_field_chars)
+    feed = _LineFeed(text, dialect, limits)
     row = 0
+    while True:
+        row = yield from _read_segment(feed, dialect, limits, row)
+        piece = feed.plain
+        if piece is None:
+            return
+        records, reason = _split_plain(piece, feed, dialect, limits, row)
+        if records:
+            yield records
+        if reason is not None:
+            raise CsvFormatError(reason)
+        row += len(records)
+
+
+def _read_segment(
+    feed: _LineFeed, dialect: Dialect, limits: _Limits, row: int
+) -> Generator[list[list[str]], None, int]:
+    """Yield, in lists, the records csv.reader reads from the feed's next segment; return the row count."""
+    base = feed.fed
+    reader = csv.reader(
+        chain.from_iterable(feed.segment()),
+        delimiter=dialect.delimiter,
+        quotechar=dialect.quote_char,
+        doublequote=True,
+    )
+    max_columns, max_field_chars = limits.max_columns, limits.max_field_chars
+    records: list[list[str]] = []
+    failure: CsvFormatError | None = None
     try:
         for record in reader:
-            record_lines.clear()
-            record_chars = 0
+            line = base + reader.line_num
+            taken = line - feed.record_end
+            feed.record_end = line
             if not record:
                 continue
             row += 1
             if len(record) > max_columns:
-                raise CsvFormatError(_too_wide(row, reader.line_num, len(record), max_columns))
-            if max(map(len, record)) > max_field_chars:
+                raise CsvFormatError(_too_wide(row, line, len(record), max_columns))
+            # A field of a one-line record is no longer than its line: most records need no look.
+            if (taken > 1 or feed.long_lines) and max(map(len, record)) > max_field_chars:
                 long_cell = next(i for i, cell in enumerate(record, 1) if len(cell) > max_field_chars)
-                raise CsvFormatError(_too_long(row, reader.line_num, long_cell, max_field_chars))
-            yield record
+                raise CsvFormatError(_too_long(row, line, long_cell, max_field_chars))
+            records.append(record)
+            if len(records) == _RECORDS_PER_LIST:
+                yield records
+                records = []
+    except CsvFormatError as exc:
+        failure = exc
     except _LineProblem as exc:
-        line = reader.line_num + 1 - (len(record_lines) if exc.at_record_start else 0)
-        raise CsvFormatError(f"Row {row + 1} (line {line}) {exc.what}.") from exc
+        line = feed.record_end + 1 if exc.at_record_start else base + reader.line_num + 1
+        failure = _caused(f"Row {row + 1} (line {line}) {exc.what}.", exc)
     except csv.Error as exc:
-        if str(exc).startswith("field larger than field limit"):
-            column = _long_field_column("".join(record_lines), dialect, max_field_chars)
-            raise CsvFormatError(_too_long(row + 1, reader.line_num, column, max_field_chars)) from exc
-        raise CsvFormatError(f"Row {row + 1} (line {reader.line_num}) is not valid CSV: {exc}.") from exc
+        line = base + reader.line_num
+        failure = _caused(_csv_error(exc, feed, dialect, max_field_chars, row + 1, line), exc)
+    if records:
+        yield records
+    if failure is not None:
+        raise failure
+    return row
+
+
+def _caused(reason: str, cause: Exception) -> CsvFormatError:
+    error = CsvFormatError(reason)
+    error.__cause__ = cause
+    return error
+
+
+def _csv_error(
+    exc: csv.Error, feed: _LineFeed, dialect: Dialect, max_field_chars: int, row: int, line: int
+) -> str:
+    if str(exc).startswith("field larger than field limit"):
+        record_text = "".join(feed.lines_between(feed.record_end, line))
+        column = _long_field_column(record_text, dialect, max_field_chars)
+        return _too_long(row, line, column, max_field_chars)
+    return f"Row {row} (line {line}) is not valid CSV: {exc}."
+
+
+def _split_plain(
+    piece: str, feed: _LineFeed, dialect: Dialect, limits: _Limits, row: int
+) -> tuple[list[list[str]], str | None]:
+    """Split a plain piece into records, up to the first one over a limit, and say why that one is.
+
+    Each line is one record, read as csv.reader reads a line without quotes: its fields split at the
+    delimiter; blank lines are skipped. row is the number of the last row before the piece.
+    """
+    line = feed.fed
+    lines = piece.splitlines()
+    feed.fed = feed.record_end = line + len(lines)
+    records = list(map(str.split, lines, repeat(dialect.delimiter)))
+    if "" in lines:
+        records = list(compress(records, lines))
+    wide = bool(records) and max(map(len, records)) > limits.max_columns
+    if not wide and (len(piece) <= limits.max_field_chars or max(map(len, lines)) <= limits.max_field_chars):
+        return records, None
+    numbered = [index for index, text in enumerate(lines) if text]
+    for count, index in enumerate(numbered):
+        reason = _plain_fault(
+            records[count], lines[index], dialect, limits, row + count + 1, line + index + 1
+        )
+        if reason is not None:
+            return records[:count], reason
+    return records, None
+
+
+def _plain_fault(
+    record: list[str], text: str, dialect: Dialect, limits: _Limits, row: int, line: int
+) -> str | None:
+    """Say why reading a one-line record without quotes stops, if it does, as csv.reader's reading would."""
+    longest = max(map(len, record))
+    if longest > csv.field_size_limit():  # csv.reader would have stopped inside the field
+        column = _long_field_column(text, dialect, limits.max_field_chars)
+        return _too_long(row, line, column, limits.max_field_chars)
+    if len(record) > limits.max_columns:
+        return _too_wide(row, line, len(record), limits.max_columns)
+    if longest > limits.max_field_chars:
+        long_cell = next(i for i, cell in enumerate(record, 1) if len(cell) > limits.max_field_chars)
+        return _too_long(row, line, long_cell, limits.max_field_chars)
+    return None
 
 
 def _too_wide(row: int, line: int, width: int, max_columns: int) -> str:
@@ -338,8 +518,13 @@ def _too_long(row: int, line: int, column: int | None, max_field_chars: int) -> 
     return f"{where}: the field is longer than {max_field_chars:,} characters, the limit."
 
 
-def _split_lines(texts: Iterable[str], max_line_chars: int) -> Iterator[str]:
-    """Yield lines the way a file opened with newline="" does, whatever the text chunk boundaries."""
+def _split_lines(texts: Iterable[str], max_line_chars: int) -> Iterator[str | list[str]]:
+    """Yield pieces of whole lines, as a file opened with newline="" reads them, whatever the chunks.
+
+    A long text is cut into pieces of about PIECE_CHARS: csv.reader reads the lines of a small piece while
+    they are still in the processor's cache. What is left unfinished at the end of the text comes last, as a
+    list of one line: it is read as one line even if it holds a CR.
+    """
     pending: list[str] = []
     pending_chars = 0
     for text in texts:
@@ -355,26 +540,31 @@ def _split_lines(texts: Iterable[str], max_line_chars: int) -> Iterator[str]:
             pending.append(text)
             text = "".join(pending)
             pending, pending_chars = [], 0
-        lines = io.StringIO(text, newline="").readlines()
-        if not lines[-1].endswith("\n"):
-            # An unfinished line, or a CR whose LF may start the next chunk.
-            pending = [lines.pop()]
+        start = 0
+        while (cut := text.find("\n", start + PIECE_CHARS) + 1) > 0:  # a line ends right after each LF
+            yield text[start:cut]
+            start = cut
+        # The last line is unfinished unless it ends with LF: a CR may be followed by the LF of a CRLF.
+        end = len(text)
+        if not text.endswith("\n"):
+            end = max(text.rfind("\n", start, end - 1), text.rfind("\r", start, end - 1)) + 1
+            pending = [text[max(end, start) :]]
             pending_chars = len(pending[0])
-        if "\x00" in text:
-            yield from _refuse_nul(lines)
-        else:
-            yield from lines
+        if end > start:
+            yield text[start:end]
     if pending:
-        yield from _refuse_nul(["".join(pending)])
+        yield ["".join(pending)]
 
 
-def _refuse_nul(lines: list[str]) -> Iterator[str]:
-    for line in lines:
-        if "\x00" in line:
-            raise _LineProblem(
-                "contains a NUL character; the file may be binary, or UTF-16 without a byte order mark"
-            )
-        yield line
+_OTHER_LINE_BREAKS: Final = "\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def _lines_of(text: str) -> list[str]:
+    """Split text after each LF, CR or CRLF, keeping the line ends, as a file opened with newline="" does."""
+    # str.splitlines is faster, but also breaks at the characters above.
+    if any(char in text for char in _OTHER_LINE_BREAKS):
+        return io.StringIO(text, newline="").readlines()
+    return text.splitlines(keepends=True)
 
 
 def _long_field_column(text: str, dialect: Dialect, limit: int) -> int | None:

@@ -29,22 +29,23 @@ so the merge compares real values and is exact (integers, codes, UUIDs, most ema
 replaced by ``#`` and a 160-bit BLAKE2b digest: two different long keys would be reported as duplicates
 only if their digests collide, which for n long keys has probability below n²/2¹⁶¹ (under 10⁻³⁰ for a
 billion rows; and BLAKE2b collisions cannot be crafted), far below the odds of a memory error.
-Memory of the merge: the runs it is given (about 60 bytes per key held in Python) plus O(chunks).
+Memory of the merge: the runs it is given (about 60 bytes per key held in Python) plus a sorted list of
+their keys (about 16 bytes per key).
 """
 
 from __future__ import annotations
 
 import hashlib
-import heapq
+import importlib
+import itertools
 import math
 import operator
 import re
-from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from itertools import accumulate, compress, count, islice, repeat
-from operator import attrgetter, is_not, itemgetter
+from itertools import chain, compress, islice, repeat
+from operator import attrgetter, is_, itemgetter
 from typing import Any, Final
 
 from core.mapping import ColumnMapping
@@ -71,7 +72,7 @@ from core.tableschema import (
 VALUE_CHARS: Final = 200
 MESSAGE_VALUE_CHARS: Final = 60
 MAX_PLAIN_KEY_CHARS: Final = 40
-BATCH_ROWS: Final = 128
+BATCH_ROWS: Final = 256
 DEFAULT_CHUNK_ROWS: Final = 10_000
 
 Problem = tuple[int, str, str]  # offset in the batch, error code, message text after the value
@@ -181,8 +182,13 @@ def _shown(value: str) -> str:
     return value[: MESSAGE_VALUE_CHARS - 1] + "…"
 
 
+def _where(flags: Iterable[object]) -> list[int]:
+    """Return the offsets of the true flags, in C."""
+    return list(compress(itertools.count(), flags))
+
+
 def _positions(items: list[Any], target: object) -> list[int]:
-    """Return the offsets of `target` (None or True) in items, scanning in C."""
+    """Return the offsets of `target` (None, True or False) in items, scanning in C."""
     positions: list[int] = []
     index = -1
     try:
@@ -193,159 +199,269 @@ def _positions(items: list[Any], target: object) -> list[int]:
         return positions
 
 
-def _joined(pattern: re.Pattern[str]) -> Callable[[Sequence[str]], bool]:
-    """Return a test that every cell fully matches pattern, with one regex call for the whole column.
-
-    Only for patterns that cannot match a line break; the line count guard rejects cells holding one.
-    """
-    body = pattern.pattern
-    whole = re.compile(rf"(?:{body})(?:\n(?:{body}))*").fullmatch
-
-    def all_match(cells: Sequence[str]) -> bool:
-        text = "\n".join(cells)
-        return text.count("\n") == len(cells) - 1 and whole(text) is not None
-
-    return all_match
+# A column reader returns the cells' typed values, the offsets of the cells that are certainly not of the
+# field's type (the plain "type" error) and the offsets of the cells it cannot vouch for, which are read
+# again one by one: a reader may doubt a good cell, never pass a bad one. Both kinds have None as value.
+# Constraint checks work the same way on the typed values.
+ColumnRead = tuple[list[Any], list[int], list[int]]
+ColumnReader = Callable[[Sequence[str]], ColumnRead]
+Finder = Callable[[str], Iterator[re.Match[str]]]
 
 
-def _resumed(parse: Callable[[str], Any], cells: Sequence[str]) -> list[Any]:
-    """Return parse mapped over cells in C, with None where it raised ValueError.
+def _parsed(parse: Callable[[str], Any], cells: Sequence[str]) -> tuple[list[Any], list[int]]:
+    """Return parse mapped over cells in C, with None where it raised ValueError, and those offsets.
 
     map() stops at the first exception; list.extend keeps what it had appended, so reading goes on after
     the failing cell. A bad cell costs one exception, not a slow path for the whole column.
     """
     values: list[Any] = []
+    failed: list[int] = []
     rest = iter(cells)
     while True:
         try:
             values.extend(map(parse, rest))
         except ValueError:
+            failed.append(len(values))
             values.append(None)
         else:
-            return values
+            return values, failed
 
 
-def _parsed_flags(values: list[Any]) -> list[bool]:
-    return list(map(is_not, values, repeat(None)))
+def _cells_at(text: str, positions: Iterable[int]) -> list[int]:
+    """Return the offsets of the cells of text ("\n"-joined cells) holding the (ascending) positions."""
+    offsets: list[int] = []
+    offset = last = 0
+    for position in positions:
+        offset += text.count("\n", last, position)
+        last = position
+        if not offsets or offsets[-1] != offset:
+            offsets.append(offset)
+    return offsets
 
 
-def _cells_holding(
-    text: str, cells: Sequence[str], finder: Callable[[str], Iterator[re.Match[str]]]
-) -> set[int]:
-    """Return the offsets of the cells of text ("\n"-joined cells) where finder finds something."""
-    ends = list(map(operator.add, accumulate(map(len, cells)), count()))
-    return {bisect_right(ends, match.start()) for match in finder(text)}
+def _strays(
+    cells: Sequence[str], failed: list[int], grammar: dict[int, int | None], odd: Finder
+) -> list[int]:
+    """Return the offsets, beyond failed, of cells holding a character outside a grammar (or a line break).
 
-
-def _strict_only(
-    values: list[Any], cells: Sequence[str], allowed: str, odd: Callable[[str], Iterator[re.Match[str]]]
-) -> list[Any]:
-    """Null the values of cells with characters the strict grammar forbids (int() and float() allow some)."""
+    grammar deletes the characters the grammar is made of and the line break; odd finds the others.
+    """
     text = "\n".join(cells)
     if text.count("\n") != len(cells) - 1:  # a cell holds a line break: check cell by cell
+        refused = set(failed)
         return [
-            value if "\n" not in cell and next(odd(cell), None) is None else None
-            for cell, value in zip(cells, values, strict=True)
+            offset
+            for offset, cell in enumerate(cells)
+            if offset not in refused and ("\n" in cell or cell.translate(grammar))
         ]
-    bare = text
-    for char in allowed:  # str.replace and isdigit run in C, far faster than a regex scan
-        bare = bare.replace(char, "")
-    if (bare.isdigit() and bare.isascii()) or not bare:
-        return values
-    for offset in _cells_holding(text, cells, odd):
-        values[offset] = None
-    return values
+    strays = text.translate(grammar)  # str.translate runs in C, far faster than a regex scan
+    if not strays or len(strays) == sum(len(cells[offset].translate(grammar)) for offset in failed):
+        return []  # every stray character is in a cell the parser refused already
+    refused = set(failed)
+    return [
+        offset for offset in _cells_at(text, (found.start() for found in odd(text))) if offset not in refused
+    ]
 
 
+_INTEGER_GRAMMAR: Final = str.maketrans("", "", "0123456789+-\n")
+_NUMBER_GRAMMAR: Final = str.maketrans("", "", "0123456789+-.eE\n")
 _INTEGER_ODD: Final = re.compile(r"[^0-9+\-\n]+").finditer
 _NUMBER_ODD: Final = re.compile(r"[^0-9+\-.eE\n]+").finditer
+_SPECIAL_NUMBER_TEXTS: Final = frozenset(("NaN", "INF", "-INF"))
 
 
-def _integer_column(cells: Sequence[str]) -> list[Any] | None:
+def _integer_column(cells: Sequence[str]) -> ColumnRead:
     # int() also takes spaces, underscores and non-ASCII digits; a cell made of [0-9+-] that int() reads
-    # is exactly one INTEGER_RE matches.
-    values = _strict_only(_resumed(int, cells), cells, "\n+-", _INTEGER_ODD)
-    present = list(compress(values, _parsed_flags(values))) if None in values else values
-    if present and not (min(present) >= INT64_MIN and max(present) <= INT64_MAX):
-        return [value if value is None or INT64_MIN <= value <= INT64_MAX else None for value in values]
-    return values
+    # is exactly one INTEGER_RE matches. The 64-bit range is checked on the typed column (_int64_check).
+    values, failed = _parsed(int, cells)
+    strays = _strays(cells, failed, _INTEGER_GRAMMAR, _INTEGER_ODD)
+    for offset in strays:
+        values[offset] = None
+    return values, failed + strays, []
 
 
-def _number_column(cells: Sequence[str]) -> list[Any] | None:
-    # Made of [0-9+-.eE], what float() reads is exactly what NUMBER_RE matches; NaN and INF go the slow way.
-    values = _strict_only(_resumed(float, cells), cells, "\n+-.eE", _NUMBER_ODD)
-    present = list(compress(values, _parsed_flags(values))) if None in values else values
-    if present and (min(present) == -math.inf or max(present) == math.inf):
-        return [value if value is None or math.isfinite(value) else None for value in values]
-    return values
+def _number_column(cells: Sequence[str]) -> ColumnRead:
+    # Made of [0-9+-.eE], what float() reads is exactly what NUMBER_RE matches. NaN and INF, which float()
+    # reads too, are read again (they are numbers); what float() refuses is no number.
+    values, failed = _parsed(float, cells)
+    strays = _strays(cells, failed, _NUMBER_GRAMMAR, _NUMBER_ODD)
+    for offset in strays:
+        values[offset] = None
+    special = [offset for offset in strays if cells[offset] in _SPECIAL_NUMBER_TEXTS]
+    if special:
+        strays = [offset for offset in strays if cells[offset] not in _SPECIAL_NUMBER_TEXTS]
+    return values, failed + strays, special
 
 
-def _shaped_column(
-    pattern: re.Pattern[str], parse: Callable[[str], Any]
-) -> Callable[[Sequence[str]], list[Any] | None]:
-    """Parse in C, then check the layout of the parsed cells with one regex (fromisoformat takes more)."""
-    all_match = _joined(pattern)
-    fullmatch = pattern.fullmatch
+_DIGITS_AS_ZERO: Final = str.maketrans("123456789", "000000000")
 
-    def read(cells: Sequence[str]) -> list[Any] | None:
-        values = _resumed(parse, cells)
-        parsed = list(compress(cells, _parsed_flags(values))) if None in values else cells
-        if all_match(parsed):
-            return values
-        return [
-            value if value is not None and fullmatch(cell) is not None else None
-            for cell, value in zip(cells, values, strict=True)
+
+def _misshapen(
+    cells: Sequence[str], failed: list[int], fullmatch: Callable[[str], object]
+) -> tuple[list[int], set[str] | None]:
+    """Return the offsets, beyond failed, of cells that fullmatch refuses, and the shapes of the others.
+
+    Only for patterns that treat every ASCII digit alike ([0-9], never a digit literal): then a cell
+    matches exactly when its shape (each digit written 0) does, and a column has a handful of shapes.
+    The shapes are None when a cell holds a line break (the cells are then checked one by one).
+    """
+    count = len(cells)
+    if len(failed) == count:
+        return [], set()
+    if failed:  # refused cells are left out anyway: give them a good cell's shape
+        refused = set(failed)
+        good = cells[next(offset for offset in range(count) if offset not in refused)]
+        cells = list(cells)
+        for offset in failed:
+            cells[offset] = good
+    shapes = "\n".join(cells).translate(_DIGITS_AS_ZERO)
+    first = shapes.partition("\n")[0]
+    if shapes == "\n".join(repeat(first, count)) and fullmatch(first) is not None:
+        return [], {first}
+    refused = set(failed)
+    if shapes.count("\n") != count - 1:  # a cell holds a line break: check cell by cell
+        found = [
+            offset for offset, cell in enumerate(cells) if offset not in refused and fullmatch(cell) is None
         ]
+        return found, None
+    each = shapes.split("\n")
+    distinct = set(each)
+    wrong = {shape for shape in distinct if fullmatch(shape) is None}
+    if not wrong:
+        return [], distinct
+    found = [offset for offset, shape in enumerate(each) if shape in wrong and offset not in refused]
+    return found, distinct - wrong
+
+
+def _shaped(
+    pattern: re.Pattern[str], parse: Callable[[str], Any], cells: Sequence[str]
+) -> tuple[list[Any], list[int], set[str] | None]:
+    """Parse in C, then check the layout of the parsed cells (fromisoformat and int() take more).
+
+    Return the values, the refused offsets and the shapes of the good cells (see _misshapen).
+    """
+    values, failed = _parsed(parse, cells)
+    misshapen, shapes = _misshapen(cells, failed, pattern.fullmatch)
+    for offset in misshapen:
+        values[offset] = None
+    return values, failed + misshapen, shapes
+
+
+def _shaped_column(pattern: re.Pattern[str], parse: Callable[[str], Any]) -> ColumnReader:
+    """Return a reader that parses in C and checks the layout of the parsed cells (see _shaped)."""
+
+    def read(cells: Sequence[str]) -> ColumnRead:
+        values, refused, _shapes = _shaped(pattern, parse, cells)
+        return values, refused, []
 
     return read
 
 
-_BLOCK_CELLS: Final = 32
+def _unmatched(pattern: re.Pattern[str]) -> Callable[[Sequence[str]], list[int]]:
+    """Return a function giving the offsets of cells that may not fully match pattern.
 
-
-def _matching_column(pattern: re.Pattern[str]) -> Callable[[Sequence[str]], list[Any] | None]:
-    """Check cells against a pattern a block at a time: one regex call per clean block."""
-    all_match = _joined(pattern)
+    The cells are joined with line breaks and matched as one text, so a run of good cells costs one regex
+    call; after a cell that stops the match, matching resumes at the next cell. Only for patterns that
+    cannot match a line break (see _line_safe); a cell holding one sends the column cell by cell.
+    """
+    unicode = _joined_prefix(pattern.pattern)
+    ascii_only = _joined_prefix(_ASCII_TWINS.get(pattern.pattern, pattern.pattern))
     fullmatch = pattern.fullmatch
 
-    def read(cells: Sequence[str]) -> list[Any]:
-        values: list[Any] = []
-        for start in range(0, len(cells), _BLOCK_CELLS):
-            block = cells[start : start + _BLOCK_CELLS]
-            if all_match(block):
-                values.extend(block)
-            else:
-                values.extend([cell if fullmatch(cell) is not None else None for cell in block])
-        return values
+    def unmatched(cells: Sequence[str]) -> list[int]:
+        text = "\n".join(cells)
+        if text.count("\n") != len(cells) - 1:
+            return [offset for offset, cell in enumerate(cells) if fullmatch(cell) is None]
+        prefix = ascii_only if text.isascii() else unicode
+        suspects: list[int] = []
+        position, offset, end = 0, 0, len(text)
+        while True:
+            found = prefix(text, position)
+            scan = position
+            if found is not None:
+                scan = found.end()
+                if scan == end:
+                    return suspects
+                offset += text.count("\n", position, scan)
+                if text[scan] == "\n":  # the match took that cell whole and stopped at the next one
+                    offset, scan = offset + 1, scan + 1
+            suspects.append(offset)
+            position = text.find("\n", scan) + 1
+            if position == 0:
+                return suspects
+            offset += 1
+
+    return unmatched
+
+
+def _joined_prefix(body: str) -> Callable[[str, int], re.Match[str] | None]:
+    """Return the match method of body, then body again after each line break, as often as it goes."""
+    return re.compile(rf"(?:{body})(?:\n(?:{body}))*").match
+
+
+# On ASCII text the class \s is these characters. Spelled out, re tests a class with a bitmap, not
+# character by character: same matches, fewer steps.
+_ASCII_SPACE: Final = r"\t\n\x0b\x0c\r\x1c-\x1f "
+_ASCII_TWINS: Final = {
+    EMAIL_RE.pattern: rf"[^@{_ASCII_SPACE}]++@[^@{_ASCII_SPACE}.]++(?:\.[^@{_ASCII_SPACE}.]++)++",
+    URI_RE.pattern: rf"[A-Za-z][A-Za-z0-9+.\-]*+:[^{_ASCII_SPACE}]+",
+}
+
+
+def _matching_column(pattern: re.Pattern[str]) -> ColumnReader:
+    """Check that cells match a pattern that cannot match a line break; the values are the cells."""
+    unmatched = _unmatched(pattern)
+    fullmatch = pattern.fullmatch
+
+    def read(cells: Sequence[str]) -> ColumnRead:
+        values: list[Any] = list(cells)
+        refused = [offset for offset in unmatched(cells) if fullmatch(cells[offset]) is None]
+        for offset in refused:
+            values[offset] = None
+        return values, refused, []
 
     return read
 
 
 _date_column = _shaped_column(DATE_RE, date.fromisoformat)
 _time_column = _shaped_column(TIME_RE, time.fromisoformat)
-_datetimes = _shaped_column(DATETIME_RE, datetime.fromisoformat)
 _year_column = _shaped_column(YEAR_RE, int)
 _tzinfo = attrgetter("tzinfo")
 
 
-def _datetime_column(cells: Sequence[str]) -> list[Any] | None:
-    moments = _datetimes(cells)
-    if moments is None or set(map(_tzinfo, compress(moments, _parsed_flags(moments)))) <= {None, UTC}:
-        return moments
-    return [m.astimezone(UTC) if m is not None and m.tzinfo is not None else m for m in moments]
+def _datetime_column(cells: Sequence[str]) -> ColumnRead:
+    moments, refused, shapes = _shaped(DATETIME_RE, datetime.fromisoformat, cells)
+    # Without an offset (a "+", or a "-" past the date) a moment is naive or in UTC ("Z"): nothing to convert.
+    if shapes is not None and not any("+" in shape or shape.count("-") > 2 for shape in shapes):
+        return moments, refused, []
+    if set(map(_tzinfo, filter(None, moments))) <= {None, UTC}:
+        return moments, refused, []
+    moments = [m.astimezone(UTC) if m is not None and m.tzinfo is not None else m for m in moments]
+    return moments, refused, []
 
 
-def _boolean_column(table: dict[str, bool]) -> Callable[[Sequence[str]], list[Any] | None]:
+def _boolean_column(table: dict[str, bool]) -> ColumnReader:
     get = table.get
 
-    def read(cells: Sequence[str]) -> list[Any]:
-        return list(map(get, cells))
+    def read(cells: Sequence[str]) -> ColumnRead:
+        values = list(map(get, cells))
+        return values, _where(map(is_, values, repeat(None))), []
 
     return read
 
 
-def _identity_column(cells: Sequence[str]) -> list[Any]:
-    return list(cells)
+def _identity_column(cells: Sequence[str]) -> ColumnRead:
+    return list(cells), [], []
+
+
+def _generic_column(reader: Callable[[str], Any]) -> ColumnReader:
+    """Read cell by cell with the field's reader (in C's map); cells it refuses are read again, for why."""
+
+    def read(cells: Sequence[str]) -> ColumnRead:
+        values, failed = _parsed(reader, cells)
+        return values, [], failed
+
+    return read
 
 
 _STRING_COLUMNS: Final = {
@@ -365,8 +481,8 @@ _TYPE_COLUMNS: Final = {
 }
 
 
-def _column_reader(item: Field) -> Callable[[Sequence[str]], list[Any] | None] | None:
-    """Return a whole-column reader for the field (None entries = cells to read one by one), if any."""
+def _column_reader(item: Field) -> ColumnReader | None:
+    """Return the field's whole-column reader, if it has one (else cells are parsed with cell_reader)."""
     plain_number = item.bare_number and item.group_char == "" and item.decimal_char == "."
     if item.type == "integer":
         return _integer_column if plain_number else None
@@ -380,6 +496,94 @@ def _column_reader(item: Field) -> Callable[[Sequence[str]], list[Any] | None] |
     if item.type == "string":
         return _identity_column
     return _TYPE_COLUMNS.get(item.type)
+
+
+# The parsed form of regular expressions (CPython's own parser; its stand-ins sre_parse and sre_constants
+# are deprecated). Without it every pattern constraint is matched cell by cell.
+try:
+    _sre: Any = importlib.import_module("re._constants")
+    _sre_parse: Any = importlib.import_module("re._parser")
+except ImportError:  # CPython 3.11 to 3.13 have both
+    _sre = _sre_parse = None
+
+# Which patterns may be matched against line-joined cells (see _unmatched): those that cannot match a line
+# break, nor look past the cell. Decided on the parsed pattern; anything not known to be safe is not.
+_LINE_BREAK: Final = ord("\n")
+# \b sees a line break as it sees a cell's edge (no word character); ^, $, \A and \Z see them differently,
+# and \B does not match an empty cell alone.
+_SAFE_ASSERTIONS: Final = frozenset((_sre.AT_BOUNDARY,)) if _sre else frozenset()
+_CATEGORIES_WITHOUT_LINE_BREAK: Final = (
+    frozenset((_sre.CATEGORY_DIGIT, _sre.CATEGORY_WORD, _sre.CATEGORY_NOT_SPACE)) if _sre else frozenset()
+)
+_CATEGORIES_WITH_LINE_BREAK: Final = (
+    frozenset((_sre.CATEGORY_NOT_DIGIT, _sre.CATEGORY_SPACE, _sre.CATEGORY_NOT_WORD)) if _sre else frozenset()
+)
+
+
+def _line_safe(pattern: re.Pattern[str]) -> bool:
+    """Say whether pattern can be checked on line-joined cells (_unmatched)."""
+    if _sre_parse is None or pattern.flags & ~re.UNICODE:
+        return False
+    try:
+        parsed = _sre_parse.parse(pattern.pattern)
+    except re.error:
+        return False
+    return not (parsed.state.flags & ~re.UNICODE or _may_take_line_break(parsed))
+
+
+def _may_take_line_break(items: Any) -> bool:
+    """Say whether a parsed pattern may match a line break or see past a cell (an unknown node may)."""
+    return any(_node_may_take_line_break(op, argument) for op, argument in items)
+
+
+def _node_may_take_line_break(op: Any, argument: Any) -> bool:
+    if op is _sre.LITERAL:
+        return bool(argument == _LINE_BREAK)
+    if op is _sre.IN:
+        return _class_takes_line_break(argument)
+    if op is _sre.AT:
+        return argument not in _SAFE_ASSERTIONS
+    if op is _sre.ANY:
+        return False  # "." does not match a line break
+    if op is _sre.SUBPATTERN and (argument[1] or argument[2]):
+        return True  # it sets flags, such as DOTALL
+    parts = _SUBPATTERNS.get(op)
+    return parts is None or any(_may_take_line_break(part) for part in parts(argument))
+
+
+# The parts of the nodes holding patterns. A lookaround that cannot match a line break sees the same inside
+# a cell whether the cell stands alone or between line breaks.
+_SUBPATTERNS: Final[dict[Any, Callable[[Any], list[Any]]]] = (
+    {
+        _sre.MAX_REPEAT: lambda argument: [argument[2]],
+        _sre.MIN_REPEAT: lambda argument: [argument[2]],
+        _sre.POSSESSIVE_REPEAT: lambda argument: [argument[2]],
+        _sre.SUBPATTERN: lambda argument: [argument[3]],
+        _sre.ATOMIC_GROUP: lambda argument: [argument],
+        _sre.BRANCH: lambda argument: list(argument[1]),
+        _sre.ASSERT: lambda argument: [argument[1]],
+        _sre.ASSERT_NOT: lambda argument: [argument[1]],
+    }
+    if _sre
+    else {}
+)
+
+
+def _class_takes_line_break(items: list[tuple[Any, Any]]) -> bool:
+    negated = False
+    covered = False
+    for op, argument in items:
+        if op is _sre.NEGATE:
+            negated = True
+        elif op is _sre.LITERAL:
+            covered = covered or argument == _LINE_BREAK
+        elif op is _sre.RANGE:
+            covered = covered or argument[0] <= _LINE_BREAK <= argument[1]
+        elif op is _sre.CATEGORY and argument in _CATEGORIES_WITH_LINE_BREAK:
+            covered = True
+        elif not (op is _sre.CATEGORY and argument in _CATEGORIES_WITHOUT_LINE_BREAK):
+            return True
+    return covered != negated
 
 
 _TYPE_DETAILS: Final = {
@@ -427,9 +631,37 @@ def _written(value: Any) -> str:
     return str(value)
 
 
+class _Span:
+    """A typed column (by its order key) with its least and greatest value, each computed once if asked."""
+
+    __slots__ = ("_high", "_low", "keyed")
+
+    def __init__(self, values: list[Any], key: Callable[[Any], Any] | None) -> None:
+        self.keyed = values if key is None else list(map(key, values))
+        self._low: Any = _UNSET
+        self._high: Any = _UNSET
+
+    @property
+    def low(self) -> Any:
+        """Return the least value."""
+        if self._low is _UNSET:
+            self._low = min(self.keyed)
+        return self._low
+
+    @property
+    def high(self) -> Any:
+        """Return the greatest value."""
+        if self._high is _UNSET:
+            self._high = max(self.keyed)
+        return self._high
+
+
+_UNSET: Final = object()
+
 # A constraint on typed values: the code, a whole-column check, a one-value test and the message detail.
-# Column checks get the present values and returns the offsets (in the present values) that break it.
-ColumnCheck = Callable[[list[Any]], list[int]]
+# Column checks get the typed column (every value present and of the field's type) and return the offsets
+# that may break the constraint; the test decides each of those.
+ColumnCheck = Callable[[list[Any], _Span], list[int]]
 ValueTest = Callable[[Any], bool]
 
 
@@ -450,8 +682,6 @@ def _fixed(text: str) -> Callable[[Any], str]:
 
 def _bound_constraints(item: Field) -> list[_Constraint]:
     key = order_key(item.type)
-    # Naive and aware datetimes (and times) only compare through their order key.
-    keyed = item.type in ("datetime", "time")
     source = item.constraints.source
     found: list[_Constraint] = []
     bounds: list[tuple[str, Any, Callable[[Any, Any], bool], Callable[[Any, Any], bool], str]] = [
@@ -476,8 +706,7 @@ def _bound_constraints(item: Field) -> list[_Constraint]:
         if bound is None:
             continue
         limit = key(bound)
-        extreme = min if code in ("minimum", "exclusiveMinimum") else max
-        check = _bound_check(extreme, holds, breaks, limit, key if keyed else None)
+        check = _bound_check(code in ("minimum", "exclusiveMinimum"), holds, breaks, limit)
         text = template.format(_written(source[code]))
         found.append(_Constraint(code, check, _bound_test(holds, key, limit), _fixed(text)))
     return found
@@ -491,18 +720,13 @@ def _bound_test(holds: Callable[[Any, Any], bool], key: Callable[[Any], Any], li
 
 
 def _bound_check(
-    extreme: Callable[[list[Any]], Any],
-    holds: Callable[[Any, Any], bool],
-    breaks: Callable[[Any, Any], bool],
-    limit: Any,
-    key: Callable[[Any], Any] | None,
+    lower: bool, holds: Callable[[Any, Any], bool], breaks: Callable[[Any, Any], bool], limit: Any
 ) -> ColumnCheck:
-    def check(values: list[Any]) -> list[int]:
-        if key is not None:
-            values = list(map(key, values))
-        if holds(extreme(values), limit):
+    # Naive and aware datetimes (and times) only compare through their order key: the span holds keys.
+    def check(_values: list[Any], span: _Span) -> list[int]:
+        if holds(span.low if lower else span.high, limit):
             return []
-        return _positions(list(map(breaks, values, repeat(limit))), True)
+        return _where(map(breaks, span.keyed, repeat(limit)))
 
     return check
 
@@ -534,11 +758,11 @@ def _length_constraints(item: Field) -> list[_Constraint]:
 def _length_check(
     extreme: Callable[[list[int]], int], breaks: Callable[[int, int], bool], limit: int
 ) -> ColumnCheck:
-    def check(values: list[Any]) -> list[int]:
+    def check(values: list[Any], _span: _Span) -> list[int]:
         lengths = list(map(len, values))
         if not breaks(extreme(lengths), limit):
             return []
-        return _positions(list(map(breaks, lengths, repeat(limit))), True)
+        return _where(map(breaks, lengths, repeat(limit)))
 
     return check
 
@@ -547,11 +771,14 @@ def _pattern_constraint(item: Field) -> list[_Constraint]:
     pattern = item.constraints.pattern
     if pattern is None:
         return []
-    fullmatch = compile_pattern(pattern).fullmatch
+    compiled = compile_pattern(pattern)
+    fullmatch = compiled.fullmatch
+    unmatched = _unmatched(compiled) if _line_safe(compiled) else None
 
-    def check(values: list[Any]) -> list[int]:
-        matches = list(map(fullmatch, values))
-        return _positions(matches, None) if None in matches else []
+    def check(values: list[Any], _span: _Span) -> list[int]:
+        if unmatched is not None:
+            return unmatched(values)
+        return _where(map(is_, map(fullmatch, values), repeat(None)))
 
     text = f'does not match the pattern "{pattern}"'
     return [_Constraint("pattern", check, lambda value: fullmatch(value) is not None, _fixed(text))]
@@ -562,21 +789,48 @@ def _enum_constraint(item: Field) -> list[_Constraint]:
     if items is None:
         return []
     allowed = frozenset(items)
+    outside = dict.fromkeys(allowed, False).get  # True for a value not allowed
     listed = ", ".join(_written(value) for value in item.constraints.source["enum"][:10])
     if len(items) > 10:
         listed += f" and {len(items) - 10} more"
 
-    def check(values: list[Any]) -> list[int]:
+    def check(values: list[Any], _span: _Span) -> list[int]:
         if allowed.issuperset(values):
             return []
-        return _positions(list(map(allowed.isdisjoint, map(_single, values))), True)
+        return _where(map(outside, values, repeat(True)))
 
     text = f"is not one of the allowed values: {listed}"
     return [_Constraint("enum", check, allowed.__contains__, _fixed(text))]
 
 
-def _single(value: Any) -> tuple[Any]:
-    return (value,)
+def _int64_check(values: list[Any], span: _Span) -> list[int]:
+    if span.low >= INT64_MIN and span.high <= INT64_MAX:
+        return []
+    return [offset for offset, value in enumerate(values) if not INT64_MIN <= value <= INT64_MAX]
+
+
+def _finite_check(values: list[Any], _span: _Span) -> list[int]:
+    # The sum of finite numbers is finite unless it overflows, which only costs this slower look.
+    if math.isfinite(sum(values)):
+        return []
+    return _where(map(operator.not_, map(math.isfinite, values)))
+
+
+def _type_range_check(item: Field, column_reader: ColumnReader | None) -> ColumnCheck | None:
+    """Return the check of values the type's reader refuses though the column reader took them, if any."""
+    if item.type == "integer" and column_reader is _integer_column:
+        return _int64_check  # read_integer refuses integers beyond 64 bits
+    if item.type == "number":
+        return _finite_check  # read_number refuses overflow to infinity; NaN breaks every bound
+    return None
+
+
+def _fill(values: list[Any], suspects: list[int]) -> None:
+    """Put a good value at the suspects' offsets, so column checks see one type (suspects are read again)."""
+    refused = set(suspects)
+    good = values[next(offset for offset in range(len(values)) if offset not in refused)]
+    for offset in refused:
+        values[offset] = good
 
 
 class _FieldRule:
@@ -587,10 +841,15 @@ class _FieldRule:
         self.source = source
         self.missing = missing
         self.only_empty_missing = missing == frozenset(("",))
+        self.none_if_missing = dict.fromkeys(missing).get
         self.required = item.constraints.required
         self.reader = cell_reader(item)
-        self.column_reader = _column_reader(item)
-        self.identity = self.column_reader is _identity_column
+        column_reader = _column_reader(item)
+        self.identity = column_reader is _identity_column
+        self.column_reader = column_reader or _generic_column(self.reader)
+        self.type_range = _type_range_check(item, column_reader)
+        # Naive and aware datetimes (and times) only compare through their order key.
+        self.order = order_key(item.type) if item.type in ("datetime", "time") else None
         self.type_detail = _type_detail(item)
         self.overflow_detail = _OVERFLOW_DETAILS.get(item.type, self.type_detail)
         self.constraints = (
@@ -599,18 +858,8 @@ class _FieldRule:
             + _pattern_constraint(item)
             + _enum_constraint(item)
         )
-        self.safe_reader = self._make_safe_reader()
-
-    def _make_safe_reader(self) -> Callable[[str], Any]:
-        reader = self.reader
-
-        def read(value: str) -> Any:
-            try:
-                return reader(value)
-            except ValueError:
-                return None
-
-        return read
+        cheap = self.identity or item.type == "boolean"  # remembering costs as much as reading these
+        self._remembered = None if cheap and not self.constraints else _Remembered(self._check)
 
     def read_one(self, cell: str) -> tuple[Any, str | None, str]:
         """Read and check one present cell: (typed value or None, error code or None, detail)."""
@@ -620,57 +869,159 @@ class _FieldRule:
             return None, "type", self.overflow_detail
         except ValueError:
             return None, "type", self.type_detail
+        code, detail = self._broken(value)
+        return (value if code is None else None), code, detail
+
+    def _broken(self, value: Any) -> tuple[str | None, str]:
         for constraint in self.constraints:
             if not constraint.test(value):
-                return None, constraint.code, constraint.detail(value)
-        return value, None, ""
+                return constraint.code, constraint.detail(value)
+        return None, ""
 
     def check(self, cells: Sequence[str]) -> tuple[list[Any], list[Problem]]:
         """Read and check a column of cells: typed values (None if missing or bad) and problems."""
+        remembered = self._remembered
+        if remembered is not None:
+            if remembered.on:
+                return remembered.check(cells)
+            self._remembered = None
+        return self._check(cells)
+
+    def _check(self, cells: Sequence[str]) -> tuple[list[Any], list[Problem]]:
         has_missing = "" in cells if self.only_empty_missing else not self.missing.isdisjoint(cells)
         if not has_missing:
             return self._check_present(cells)
-        flags = list(map(bool, cells)) if self.only_empty_missing else [c not in self.missing for c in cells]
-        typed, problems = self._check_present(list(compress(cells, flags)))
-        if self.identity and self.only_empty_missing and not problems:
-            full: list[Any] = [cell or None for cell in cells]
+        if self.only_empty_missing:
+            flags = list(map(bool, cells))
         else:
-            present = iter(typed)
-            full = [next(present) if flag else None for flag in flags]
+            flags = list(map(operator.not_, map(self.missing.__contains__, cells)))
+        typed, problems = self._check_present(list(compress(cells, flags)))
+        if problems:
             positions = list(compress(range(len(cells)), flags))
             problems = [(positions[offset], code, detail) for offset, code, detail in problems]
+        if self.identity:
+            full: list[Any] = list(map(self.none_if_missing, cells, cells))
+            for offset, _code, _detail in problems:
+                full[offset] = None
+            if self.required:
+                problems.extend((offset, "required", "") for offset in _positions(flags, False))
+            return full, problems
+        gaps = _positions(flags, False)
         if self.required:
-            problems.extend(
-                (offset, "required", "") for offset in _positions(list(map(operator.not_, flags)), True)
-            )
-        return full, problems
+            problems.extend((offset, "required", "") for offset in gaps)
+        return _spread(typed, flags, gaps), problems
 
     def _check_present(self, cells: Sequence[str]) -> tuple[list[Any], list[Problem]]:
         if not cells:
             return [], []
-        typed = self.column_reader(cells) if self.column_reader is not None else None
-        if typed is None:
-            typed = list(map(self.safe_reader, cells))
-        if None in typed:
-            suspects = _positions(typed, None)
-            flags = _parsed_flags(typed)
-            positions = list(compress(range(len(typed)), flags))
-            present = list(compress(typed, flags))
-            for constraint in self.constraints if present else ():
-                suspects.extend(map(positions.__getitem__, constraint.column_check(present)))
-        else:
-            suspects = []
+        typed, refused, unsure = self.column_reader(cells)
+        judged: list[int] = []
+        if len(refused) + len(unsure) < len(typed) and (self.type_range is not None or self.constraints):
+            if refused or unsure:
+                _fill(typed, refused + unsure)
+            span = _Span(typed, self.order)
+            if self.type_range is not None:
+                unsure = unsure + self.type_range(typed, span)
             for constraint in self.constraints:
-                suspects.extend(constraint.column_check(typed))
-        if not suspects:
+                judged.extend(constraint.column_check(typed, span))
+        if not refused and not unsure and not judged:
             return typed, []
-        problems: list[Problem] = []
-        for offset in sorted(set(suspects)):
-            value, code, detail = self.read_one(cells[offset])
-            typed[offset] = value
+        return typed, self._decide(cells, typed, refused, set(unsure).difference(refused), judged)
+
+    def _decide(
+        self, cells: Sequence[str], typed: list[Any], refused: list[int], unsure: set[int], judged: list[int]
+    ) -> list[Problem]:
+        """Settle the doubtful cells: refused ones, re-read ones, tested values; set typed accordingly."""
+        problems: list[Problem] = [(offset, "type", self.type_detail) for offset in refused]
+        for offset in refused:
+            typed[offset] = None
+        for offset in unsure:
+            typed[offset], code, detail = self.read_one(cells[offset])
             if code is not None:
                 problems.append((offset, code, detail))
+        for offset in set(judged).difference(refused, unsure):
+            code, detail = self._broken(typed[offset])
+            if code is not None:
+                typed[offset] = None
+                problems.append((offset, code, detail))
+        problems.sort()
+        return problems
+
+
+_MEMO_ENTRIES: Final = 512
+_MEMO_CELL_CHARS: Final = 64
+_OTHER: Final = object()
+
+
+class _Remembered:
+    """Verdicts on a field's distinct short cells, for columns that repeat a few values (codes, dates, flags).
+
+    A cell seen before costs one dict lookup instead of parsing and checking. A column is read through it
+    only while that pays: a first batch of mostly distinct cells, or a full memory (_MEMO_ENTRIES cells of
+    at most _MEMO_CELL_CHARS characters) that knows less than half a batch, turns it off for good.
+    """
+
+    def __init__(self, check: Callable[[Sequence[str]], tuple[list[Any], list[Problem]]]) -> None:
+        self.check_cells = check
+        self.values: dict[str, Any] = {}
+        self.faults: dict[str, tuple[str, str]] = {}
+        self.on = True
+
+    def check(self, cells: Sequence[str]) -> tuple[list[Any], list[Problem]]:
+        """Read and check a column as check_cells does, from memory where the cell is known."""
+        typed = list(map(self.values.get, cells, repeat(_OTHER)))
+        problems: list[Problem] = []
+        unknown: list[int] = []
+        faults = self.faults
+        for offset in _where(map(is_, typed, repeat(_OTHER))):
+            fault = faults.get(cells[offset])
+            if fault is None:
+                unknown.append(offset)
+            else:
+                typed[offset] = None
+                problems.append((offset, *fault))
+        if unknown:
+            self._learn(list(map(cells.__getitem__, unknown)), unknown, typed, problems)
         return typed, problems
+
+    def _learn(self, cells: list[str], offsets: list[int], typed: list[Any], problems: list[Problem]) -> None:
+        """Check the cells new to the memory (at offsets in the batch), fill in their verdicts, remember."""
+        values, found = self.check_cells(cells)
+        for offset, value in zip(offsets, values, strict=True):
+            typed[offset] = value
+        faulty: dict[int, tuple[str, str]] = {}
+        for index, code, detail in found:
+            problems.append((offsets[index], code, detail))
+            faulty[index] = (code, detail)
+        known = len(self.values) + len(self.faults)
+        batch = len(typed)
+        if (known == 0 and len(set(cells)) * 2 > batch) or (
+            known >= _MEMO_ENTRIES and len(cells) * 2 > batch
+        ):
+            self.on = False
+            self.values, self.faults = {}, {}
+            return
+        for index, cell in enumerate(cells):
+            if known >= _MEMO_ENTRIES:
+                return
+            if len(cell) > _MEMO_CELL_CHARS or cell in self.values or cell in self.faults:
+                continue
+            fault = faulty.get(index)
+            if fault is None:
+                self.values[cell] = values[index]
+            else:
+                self.faults[cell] = fault
+            known += 1
+
+
+def _spread(values: list[Any], flags: list[bool], gaps: list[int]) -> list[Any]:
+    """Return values (those of the cells flagged true) with None put at the gaps (where flags are false)."""
+    if len(gaps) * 4 < len(values):  # a few gaps: open them in place
+        for gap in gaps:
+            values.insert(gap, None)
+        return values
+    present = iter(values)
+    return [next(present) if flag else None for flag in flags]
 
 
 def _canonical_keys(item: Field) -> Callable[[list[Any]], list[Any]]:
@@ -742,7 +1093,10 @@ class _KeyCollector:
         else:
             self.keys.extend(map(_composite_key, zip(*canonical, strict=True)))
             self.values.extend(", ".join(shown) for shown in zip(*cells, strict=True))
-        self.rows.extend(map(operator.add, offsets, repeat(first_row)))
+        if isinstance(offsets, range):
+            self.rows.extend(range(first_row, first_row + count))
+        else:
+            self.rows.extend(map(operator.add, offsets, repeat(first_row)))
         self.valid.extend(flags)
 
     def run(self) -> KeyRun:
@@ -750,18 +1104,26 @@ class _KeyCollector:
         keys = self.keys
         if keys and isinstance(keys[0], str) and max(map(len, keys)) > MAX_PLAIN_KEY_CHARS:
             keys = list(map(_key_text, keys))
-        order = sorted(range(len(keys)), key=keys.__getitem__)
         values = self.values
         if values and max(map(len, values)) > VALUE_CHARS:
             values = [value[:VALUE_CHARS] for value in values]
+        gather = _gatherer(sorted(range(len(keys)), key=keys.__getitem__))
         return KeyRun(
             code=self.code,
             columns=self.columns,
-            keys=list(map(keys.__getitem__, order)),
-            rows=list(map(self.rows.__getitem__, order)),
-            values=list(map(values.__getitem__, order)),
-            valid=bytes(map(self.valid.__getitem__, order)),
+            keys=gather(keys),
+            rows=gather(self.rows),
+            values=gather(values),
+            valid=bytes(gather(self.valid)),
         )
+
+
+def _gatherer(order: list[int]) -> Callable[[Sequence[Any]], list[Any]]:
+    """Return a function giving [items[index] for index in order], in C."""
+    if len(order) < 2:
+        return lambda items: [items[index] for index in order]
+    getter = itemgetter(*order)
+    return lambda items: list(getter(items))
 
 
 @dataclass
@@ -909,21 +1271,23 @@ class Validator:
         columns = list(zip(*batch, strict=True))
         absent = {entry[0] for entry in structural if entry[2] == "missingCell"}
         typed_columns: list[list[Any]] = []
-        problems: list[tuple[int, int, str, str]] = []
+        problems: list[tuple[int, list[Problem]]] = []  # (field position, its column's problems)
+        bad: set[int] = set()
         for position, rule in enumerate(self._rules):
             if rule.source is None or position in absent:
                 typed_columns.append([None] * count)
                 continue
             typed, found = rule.check(columns[rule.source])
             typed_columns.append(typed)
-            problems.extend((offset, position, code, detail) for offset, code, detail in found)
-        bad = {offset for offset, _, _, _ in problems}
+            if found:
+                problems.append((position, found))
+                bad.update(map(itemgetter(0), found))
         if structural:
             bad.add(0)
         for collector in collectors:
             cells = [self._cells(columns, position, count) for position in collector.positions]
             collector.add(typed_columns, cells, first_row, bad)
-        self._record_errors(batch, first_row, problems, structural, chunk)
+        self._record_errors(columns, first_row, problems, structural, chunk)
         chunk.invalid += len(bad)
         if keep_rows:
             self._keep(typed_columns, first_row, bad, chunk)
@@ -934,24 +1298,28 @@ class Validator:
 
     def _record_errors(
         self,
-        batch: Sequence[Sequence[str]],
+        columns: list[tuple[str, ...]],
         first_row: int,
-        problems: list[tuple[int, int, str, str]],
+        problems: list[tuple[int, list[Problem]]],
         structural: tuple[tuple[int, str, str, str, str], ...],
         chunk: _Chunk,
     ) -> None:
-        for offset, position, code, detail in problems:
+        errors = chunk.errors
+        for position, found in problems:
             rule = self._rules[position]
-            cell = batch[offset][rule.source] if rule.source is not None else ""
-            row = first_row + offset
-            if code == "required":
-                message = f'Row {row}, column "{rule.name}": a value is required.'
-            else:
-                message = f'Row {row}, column "{rule.name}": "{_shown(cell)}" {detail}.'
-            chunk.errors.append((row, position, RowError(row, rule.name, code, message, cell[:VALUE_CHARS])))
+            name = rule.name
+            cells = columns[rule.source] if rule.source is not None else ()
+            for offset, code, detail in found:
+                cell = cells[offset]
+                row = first_row + offset
+                if code == "required":
+                    message = f'Row {row}, column "{name}": a value is required.'
+                else:
+                    message = f'Row {row}, column "{name}": "{_shown(cell)}" {detail}.'
+                errors.append((row, position, RowError(row, name, code, message, cell[:VALUE_CHARS])))
         for position, column, code, message, value in structural:
             error = RowError(first_row, column, code, message, value[:VALUE_CHARS])
-            chunk.errors.append((first_row, position, error))
+            errors.append((first_row, position, error))
 
     def _keep(self, typed_columns: list[list[Any]], first_row: int, bad: set[int], chunk: _Chunk) -> None:
         names = self._names
@@ -976,23 +1344,43 @@ def merge_keys(chunk_digests: Iterable[KeyDigests]) -> KeyMerge:
     errors: list[RowError] = []
     newly_invalid: set[int] = set()
     for (code, columns), runs in groups.items():
-        streams = [
-            zip(run.keys, run.rows, repeat(index), range(len(run.keys))) for index, run in enumerate(runs)
-        ]
-        previous: str | None = None
-        first = 0
-        for key, row, index, position in heapq.merge(*streams):
-            if key != previous:
-                previous, first = key, row
-                continue
-            if row == first:  # the same row handed in twice (overlapping chunks): not a duplicate
-                continue
-            run = runs[index]
+        for row, first, run, position in _duplicates(runs):
             errors.append(_duplicate_error(code, columns, row, first, run.values[position]))
             if run.valid[position]:
                 newly_invalid.add(row)
     errors.sort(key=lambda error: (error.row, error.column))
     return KeyMerge(errors=errors, newly_invalid_rows=sorted(newly_invalid))
+
+
+# A later row with a key seen before: (its row, the first row with the key, its run, its offset in the run).
+Duplicate = tuple[int, int, KeyRun, int]
+
+
+def _duplicates(runs: list[KeyRun]) -> list[Duplicate]:
+    """Return every later row with a key seen before, in the order a k-way merge of the runs meets them.
+
+    Sorting all keys at once merges the sorted runs in C and shows which keys repeat; only those are looked
+    up in the runs, and their occurrences put in merge order: key, row, run, offset in the run.
+    """
+    keys = sorted(chain.from_iterable(run.keys for run in runs))
+    later = keys[1:]
+    repeated = set(compress(later, map(operator.eq, later, keys)))
+    if not repeated:
+        return []
+    seen: list[tuple[Any, int, int, int]] = []
+    for index, run in enumerate(runs):
+        for position in compress(range(len(run.keys)), map(repeated.__contains__, run.keys)):
+            seen.append((run.keys[position], run.rows[position], index, position))
+    seen.sort()
+    found: list[Duplicate] = []
+    previous: Any = _UNSET
+    first = 0
+    for key, row, index, position in seen:
+        if key != previous:
+            previous, first = key, row
+        elif row != first:  # the same row handed in twice (overlapping chunks) is not a duplicate
+            found.append((row, first, runs[index], position))
+    return found
 
 
 def find_duplicates(chunk_digests: Iterable[KeyDigests]) -> list[RowError]:

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import io
+from collections.abc import Iterable, Iterator
+from itertools import pairwise
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from core import csvformat
 from core.csvformat import (
     CsvFormatError,
     DecodedText,
     Dialect,
+    _allow_field_chars,
+    _lines_of,
+    _long_field_column,
+    _too_long,
+    _too_wide,
     decode_cp1252,
     read_records,
     sniff_dialect,
@@ -231,3 +242,183 @@ def test_a_known_encoding_is_used_as_given() -> None:
         read_records(DecodedText([data], encoding="utf-16-le"), dialect, max_columns=9, max_field_chars=99)
     )
     assert rows == [["a", "b"], ["Zoë", "1"]]
+
+
+# The reading loop as it was before it handed csv.reader lists of lines and split lines without quotes
+# itself: one Python step per line, every check on every line and record. read_records must yield the
+# same records and refuse with the same reason, whatever the text and its chunks.
+
+
+class _OldLineProblem(Exception):
+    def __init__(self, what: str, *, at_record_start: bool = False) -> None:
+        super().__init__(what)
+        self.what = what
+        self.at_record_start = at_record_start
+
+
+def _old_split_lines(texts: Iterable[str], max_line_chars: int) -> Iterator[str]:
+    pending: list[str] = []
+    pending_chars = 0
+    for text in texts:
+        if not text:
+            continue
+        if "\n" not in text and "\r" not in text:
+            pending.append(text)
+            pending_chars += len(text)
+            if pending_chars > max_line_chars:
+                raise _OldLineProblem(f"is longer than {max_line_chars:,} characters")
+            continue
+        if pending:
+            pending.append(text)
+            text = "".join(pending)
+            pending, pending_chars = [], 0
+        lines = io.StringIO(text, newline="").readlines()
+        if not lines[-1].endswith("\n"):
+            pending = [lines.pop()]
+            pending_chars = len(pending[0])
+        yield from _old_refuse_nul(lines) if "\x00" in text else lines
+    if pending:
+        yield from _old_refuse_nul(["".join(pending)])
+
+
+def _old_refuse_nul(lines: list[str]) -> Iterator[str]:
+    for line in lines:
+        if "\x00" in line:
+            raise _OldLineProblem(
+                "contains a NUL character; the file may be binary, or UTF-16 without a byte order mark"
+            )
+        yield line
+
+
+def old_read_records(
+    text: Iterable[str], dialect: Dialect, *, max_columns: int, max_field_chars: int
+) -> Iterator[list[str]]:
+    _allow_field_chars(max_field_chars)
+    max_record_chars = max_columns * (2 * max_field_chars + 3)
+    record_lines: list[str] = []
+    record_chars = 0
+
+    def physical_lines() -> Iterator[str]:
+        nonlocal record_chars
+        for line in _old_split_lines(text, max_record_chars):
+            record_chars += len(line)
+            if record_chars > max_record_chars:
+                raise _OldLineProblem(f"is longer than {max_record_chars:,} characters")
+            record_lines.append(line)
+            yield line
+        if record_lines:
+            raise _OldLineProblem(
+                "has a quoted field that is not closed before the end of the file", at_record_start=True
+            )
+
+    reader = csv.reader(
+        physical_lines(), delimiter=dialect.delimiter, quotechar=dialect.quote_char, doublequote=True
+    )
+    row = 0
+    try:
+        for record in reader:
+            record_lines.clear()
+            record_chars = 0
+            if not record:
+                continue
+            row += 1
+            if len(record) > max_columns:
+                raise CsvFormatError(_too_wide(row, reader.line_num, len(record), max_columns))
+            if max(map(len, record)) > max_field_chars:
+                long_cell = next(i for i, cell in enumerate(record, 1) if len(cell) > max_field_chars)
+                raise CsvFormatError(_too_long(row, reader.line_num, long_cell, max_field_chars))
+            yield record
+    except _OldLineProblem as exc:
+        line = reader.line_num + 1 - (len(record_lines) if exc.at_record_start else 0)
+        raise CsvFormatError(f"Row {row + 1} (line {line}) {exc.what}.") from exc
+    except csv.Error as exc:
+        if str(exc).startswith("field larger than field limit"):
+            column = _long_field_column("".join(record_lines), dialect, max_field_chars)
+            raise CsvFormatError(_too_long(row + 1, reader.line_num, column, max_field_chars)) from exc
+        raise CsvFormatError(f"Row {row + 1} (line {reader.line_num}) is not valid CSV: {exc}.") from exc
+
+
+def outcome(records: Iterator[list[str]]) -> tuple[list[list[str]], str | None]:
+    """Return the records yielded and the reason reading stopped with, if it did."""
+    seen: list[list[str]] = []
+    try:
+        for record in records:
+            seen.append(record)
+    except CsvFormatError as exc:
+        return seen, exc.reason
+    return seen, None
+
+
+CSV_TEXT = (
+    st.text(alphabet='ab,;"\n\r é\x0b\x85\u2028', max_size=120)
+    | st.text(alphabet='ab,"\n\x00', max_size=40)
+    | st.text(alphabet="ab,;\n\r é", max_size=160)  # no quotes: the lines are split without csv.reader
+)
+LIMITS = st.tuples(
+    st.integers(min_value=1, max_value=4) | st.just(250),
+    st.integers(min_value=1, max_value=8) | st.just(65_536),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    CSV_TEXT,
+    st.lists(st.integers(min_value=0, max_value=120), max_size=8),
+    LIMITS,
+    st.booleans(),
+    st.sampled_from([1, 2, 5, 16, csvformat.PIECE_CHARS]),
+)
+def test_reading_lists_of_lines_agrees_with_reading_line_by_line(
+    text: str, cuts: list[int], limits: tuple[int, int], semicolon: bool, piece_chars: int
+) -> None:
+    bounds = sorted({0, len(text), *(min(cut, len(text)) for cut in cuts)})
+    chunks = [text[start:end] for start, end in pairwise(bounds)]
+    dialect = Dialect(delimiter=";" if semicolon else ",", quote_char='"', header=True)
+    max_columns, max_field_chars = limits
+    options = {"max_columns": max_columns, "max_field_chars": max_field_chars}
+    with mock.patch.object(csvformat, "PIECE_CHARS", piece_chars):
+        assert outcome(read_records(iter(chunks), dialect, **options)) == outcome(
+            old_read_records(iter(chunks), dialect, **options)
+        )
+
+
+@given(st.text(alphabet="ab\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", max_size=40))
+def test_lines_split_as_a_file_opened_with_newline_empty(text: str) -> None:
+    assert _lines_of(text) == io.StringIO(text, newline="").readlines()
+
+
+def test_long_records_across_many_chunks_agree_with_line_by_line_reading() -> None:
+    rows = [f'{n},"{"x" * (n % 7)}\n{"y" * (n % 5)}",{"z" * (n % 11)}\n' for n in range(400)]
+    text = "id,note,more\n" + "".join(rows) + '1,"open\n'
+    chunks = [text[start : start + 97] for start in range(0, len(text), 97)]
+    for max_columns, max_field_chars in [(3, 10), (3, 12), (250, 65_536), (1, 3)]:
+        options = {"max_columns": max_columns, "max_field_chars": max_field_chars}
+        assert outcome(read_records(iter(chunks), COMMA, **options)) == outcome(
+            old_read_records(iter(chunks), COMMA, **options)
+        )
+
+
+def test_a_field_longer_than_any_of_its_lines_is_still_refused() -> None:
+    # No line is longer than the limit, so only the record spanning two lines can hold a long field.
+    with pytest.raises(CsvFormatError) as caught:
+        records(b'id,note\n1,"abcd\nefgh"\n2,x\n', max_field_chars=8)
+    assert (
+        caught.value.reason == "Row 2 (line 3), column 2: the field is longer than 8 characters, the limit."
+    )
+    assert records(b'id,note\n1,"abc\nefgh"\n2,x\n', max_field_chars=8)[1] == ["1", "abc\nefgh"]
+
+
+@pytest.mark.parametrize("quoted", [False, True])
+@pytest.mark.parametrize("length", [70_000, 200_000])
+@pytest.mark.parametrize("width", [3, 300])
+def test_long_fields_in_wide_records_are_refused_as_line_by_line_reading_does(
+    quoted: bool, length: int, width: int
+) -> None:
+    # Past csv.reader's own field limit the field stops the reading before the record's width is known.
+    field = ('"' + "x" * length + '"') if quoted else "x" * length
+    text = "a,b,c\n1,2,3\n" + ",".join(["1", field, *["2"] * (width - 2)]) + "\n4,5,6\n"
+    chunks = [text[start : start + 8192] for start in range(0, len(text), 8192)]
+    options = {"max_columns": 250, "max_field_chars": 65_536}
+    expected = outcome(old_read_records(iter(chunks), COMMA, **options))
+    assert expected[1] is not None
+    assert outcome(read_records(iter(chunks), COMMA, **options)) == expected

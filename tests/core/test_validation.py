@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import random
+import re
 from datetime import UTC, date, datetime
+from itertools import repeat
 from typing import Any
 
 import pytest
@@ -12,15 +15,29 @@ from hypothesis import strategies as st
 
 from core.errors import Invalid
 from core.mapping import ColumnMapping, map_columns, normalise_header
-from core.tableschema import TableSchema, parse_table_schema
+from core.tableschema import (
+    DURATION_RE,
+    EMAIL_RE,
+    URI_RE,
+    UUID_RE,
+    YEARMONTH_RE,
+    TableSchema,
+    parse_table_schema,
+)
 from core.validation import (
+    _ASCII_SPACE,
+    _ASCII_TWINS,
     VALUE_CHARS,
     ChunkResult,
     KeyDigests,
+    KeyRun,
     RowError,
     Validator,
+    _duplicates,
     _FieldRule,
-    _resumed,
+    _line_safe,
+    _parsed,
+    _unmatched,
     find_duplicates,
     merge_keys,
 )
@@ -257,9 +274,9 @@ def test_validator_refuses_a_mapping_for_another_schema() -> None:
         Validator(schema, ColumnMapping(header=("b",), field_names=("b",), sources=(0,)))
 
 
-def test_resumed_map_keeps_going_after_a_failure() -> None:
-    assert _resumed(int, ["1", "x", "3", "", "5"]) == [1, None, 3, None, 5]
-    assert _resumed(int, []) == []
+def test_parsing_a_column_keeps_going_after_a_failure() -> None:
+    assert _parsed(int, ["1", "x", "3", "", "5"]) == ([1, None, 3, None, 5], [1, 3])
+    assert _parsed(int, []) == ([], [])
 
 
 # Column mapping
@@ -474,6 +491,44 @@ def test_any_split_into_chunks_gives_the_same_errors(
     assert sorted(row for piece in pieces for row in piece.valid_row_numbers) == whole.valid_row_numbers
 
 
+def heap_merge(runs: list[KeyRun]) -> list[tuple[int, int, KeyRun, int]]:
+    """The k-way merge merge_keys did before it sorted all keys at once, holding one key per run."""
+    streams = [zip(run.keys, run.rows, repeat(index), range(len(run.keys))) for index, run in enumerate(runs)]
+    found = []
+    previous: Any = None
+    first = 0
+    for key, row, index, position in heapq.merge(*streams):
+        if key != previous:
+            previous, first = key, row
+            continue
+        if row == first:
+            continue
+        found.append((row, first, runs[index], position))
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(ROW_VALUES, st.lists(st.integers(min_value=1, max_value=7), max_size=40), st.randoms(), st.booleans())
+def test_merging_by_one_sort_finds_what_the_k_way_merge_finds(
+    rows: list[list[str]], sizes: list[int], rng: random.Random, twice: bool
+) -> None:
+    validator = Validator(KEYED_SMALL, map_columns(KEYED_SMALL, ["id", "s", "n"]), batch_rows=4)
+    runs_by_key: dict[tuple[str, tuple[str, ...]], list[KeyRun]] = {}
+    start = 0
+    for size in [*sizes, len(rows)]:
+        if start >= len(rows):
+            break
+        result = validator.validate_chunk(rows[start : start + size], first_row=start + 1)
+        for run in result.keys.runs:
+            runs_by_key.setdefault((run.code, run.columns), []).append(run)
+        start += size
+    for runs in runs_by_key.values():
+        rng.shuffle(runs)
+        if twice:  # a chunk handed in twice: its rows are no duplicates of themselves
+            runs.append(runs[0])
+        assert _duplicates(runs) == heap_merge(runs)
+
+
 CELL_TEXT = st.text(alphabet="0123456789+-.eE:TZ _/@a x\n\u0661", max_size=12) | st.sampled_from(
     ["2024-02-29", "2024-02-30", "2024-01-01T00:00:00Z", "12:30:00", "1e999", "NaN", "INF", "a@b.co", "true"]
 )
@@ -507,6 +562,128 @@ def test_column_reading_agrees_with_reading_cell_by_cell(field: dict[str, Any], 
             expected_problems.append((offset, code, detail))
     assert sorted(problems) == expected_problems
     assert [repr(value) for value in typed] == [repr(value) for value in expected_typed]
+
+
+MORE_FIELDS = [
+    *FIELDS,
+    {"name": "f", "type": "integer", "constraints": {"enum": [1, 2, 30], "required": True}},
+    {"name": "f", "type": "integer", "groupChar": " "},
+    {"name": "f", "type": "number", "decimalChar": ",", "constraints": {"minimum": 0}},
+    {"name": "f", "type": "number", "bareNumber": False, "constraints": {"maximum": 5}},
+    {"name": "f", "type": "number", "constraints": {"minimum": 0, "maximum": 1e300}},
+    {"name": "f", "type": "date", "format": "%d/%m/%Y"},
+    {"name": "f", "type": "datetime", "constraints": {"minimum": "2024-01-01T00:00:00+01:00"}},
+    {"name": "f", "type": "time", "constraints": {"maximum": "12:00:00"}},
+    {"name": "f", "type": "year", "constraints": {"exclusiveMinimum": 2000}},
+    {"name": "f", "type": "yearmonth"},
+    {"name": "f", "type": "duration"},
+    {"name": "f", "type": "boolean", "trueValues": ["Y", "1"], "falseValues": ["N"]},
+    {"name": "f", "type": "string", "format": "uri"},
+    {"name": "f", "type": "string", "format": "uuid", "constraints": {"unique": True}},
+    {"name": "f", "type": "string", "format": "binary"},
+    {"name": "f", "type": "string", "constraints": {"minLength": 2, "maxLength": 5, "required": True}},
+    {"name": "f", "type": "string", "constraints": {"pattern": "^[0-9a]{1,3}(e[0-9])?$"}},
+    {"name": "f", "type": "string", "constraints": {"pattern": "[^x]*"}},  # may match a line break
+    {"name": "f", "type": "string", "constraints": {"pattern": "(a|1)\\1"}},  # a backreference
+    {"name": "f", "type": "string", "constraints": {"pattern": "\\d+\\s?\\w*"}},
+    {"name": "f", "type": "any", "constraints": {"enum": ["a", "1", ""]}},
+]
+MORE_CELLS = CELL_TEXT | st.sampled_from(
+    [
+        *("", "NA", "1", "2", "30", "1 000", "2,5", "$4", "31/12/2024", "2024-02", "P1D", "Y", "N", "aGk="),
+        *("https://x.y", "123e4567-e89b-12d3-a456-426614174000", "12 a", "aa", "1a1", "99999999999999999999"),
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(MORE_FIELDS), st.lists(MORE_CELLS, max_size=80), st.sampled_from([[""], ["", "NA"]]))
+def test_reading_a_column_again_and_again_agrees_with_reading_cell_by_cell(
+    field: dict[str, Any], cells: list[str], missing: list[str]
+) -> None:
+    # The second and third reading go through what the field remembers of the first (see _Remembered).
+    schema = schema_of(field, missingValues=missing)
+    rule = _FieldRule(schema.fields[0], 0, frozenset(schema.missing_values))
+    expected_typed, expected_problems = [], []
+    for offset, cell in enumerate(cells):
+        if cell in missing:
+            expected_typed.append(None)
+            if rule.required:
+                expected_problems.append((offset, "required", ""))
+            continue
+        value, code, detail = rule.read_one(cell)
+        expected_typed.append(value)
+        if code is not None:
+            expected_problems.append((offset, code, detail))
+    for _ in range(3):
+        typed, problems = rule.check(cells)
+        assert sorted(problems) == sorted(expected_problems)
+        assert [repr(value) for value in typed] == [repr(value) for value in expected_typed]
+
+
+REGEX_ATOMS = st.sampled_from(
+    [
+        *("a", "b", "0", "\\.", ".", "[ab]", "[^a]", "[^\\n]", "[a-z]", "\\d", "\\D", "\\s", "\\S", "\\w"),
+        *("\\W", "\\n", "^", "$", "\\b", "\\B", "\\A", "\\Z", "(?=a)", "(?!b)", "(?<=a)", "()", "(a)\\1"),
+        *("(?=.)", "(?!\\w)", "(?<=[ab])", "(?<!0)", "(?=\\b)"),
+    ]
+)
+REGEXES = st.recursive(
+    REGEX_ATOMS,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=2, max_size=3).map("".join),
+        st.lists(inner, min_size=2, max_size=3).map("|".join),
+        st.tuples(inner, st.sampled_from(["*", "+", "?", "{1,2}", "++", "*?", "?+"])).map(
+            lambda pair: f"(?:{pair[0]}){pair[1]}"
+        ),
+        inner.map(lambda body: f"({body})"),
+        inner.map(lambda body: f"(?>{body})"),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(REGEXES, st.lists(st.text(alphabet="ab0.\n ", max_size=4), max_size=30))
+def test_line_joined_matching_suspects_every_cell_that_does_not_match(pattern: str, cells: list[str]) -> None:
+    try:
+        compiled = re.compile(pattern)
+    except re.error:
+        return
+    if not _line_safe(compiled):
+        return
+    bad = {offset for offset, cell in enumerate(cells) if compiled.fullmatch(cell) is None}
+    assert bad <= set(_unmatched(compiled)(cells))
+
+
+def test_the_ascii_twins_of_format_patterns_match_ascii_text_alike() -> None:
+    space = re.compile(rf"[{_ASCII_SPACE}]")
+    for code in range(128):
+        assert (re.fullmatch(r"\s", chr(code)) is None) == (space.fullmatch(chr(code)) is None)
+    assert set(_ASCII_TWINS) == {EMAIL_RE.pattern, URI_RE.pattern}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(alphabet="a.@:+-\t\x1c \x7f/", max_size=8), max_size=20))
+def test_ascii_and_unicode_matching_suspect_the_same_cells(cells: list[str]) -> None:
+    for pattern in (EMAIL_RE, URI_RE):
+        twin = re.compile(_ASCII_TWINS[pattern.pattern])
+        refused = [pattern.fullmatch(cell) is None for cell in cells]
+        assert [twin.fullmatch(cell) is None for cell in cells] == refused
+        bad = {offset for offset, cell in enumerate(cells) if pattern.fullmatch(cell) is None}
+        assert bad <= set(_unmatched(pattern)(cells))
+
+
+def test_patterns_that_can_match_a_line_break_or_see_past_a_cell_are_matched_cell_by_cell() -> None:
+    assert all(
+        _line_safe(re.compile(p))
+        for p in ["[A-Z]{2}-[0-9]{4}", "(a+)", "\\bx\\S*", "(a|b)+", ".", "P(?=[0-9])"]
+    )
+    assert all(_line_safe(p) for p in (EMAIL_RE, URI_RE, UUID_RE, YEARMONTH_RE, DURATION_RE))
+    assert not any(
+        _line_safe(re.compile(p))
+        for p in ["[^x]", "\\s", "a\\n", "(a)\\1", "a(?=\\n)", "(?s:.)", "[\\x00-z]", "\\B", "^a", "a$"]
+    )
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
