@@ -1,0 +1,564 @@
+"""Import throughput and memory: a Loadbay import through the devhost on Azurite, next to the raw ceiling.
+
+Run: .venv/bin/python bench/import.py [--rows 100000] [--big-rows 1000000] [--skip-million]
+                                     [--big-timeout 3600]
+
+Uses bench/validate.py's file (10 columns, ~1 % invalid cells) and Table Schema, and prints:
+
+1. Loadbay end to end: a devhost process on a fresh in-memory Azurite; create the dataset, upload the
+   file through its SAS upload URL, then time from POST /uploads/{id}/commit to `completed`: profiling,
+   the import (insert, autoApply) validating until `awaiting_review`, an approval sent at once, and
+   applying. Rows/s = valid rows inserted / seconds.
+2. The raw ceiling: the same valid rows' entities (core.rows.row_entity, keys from core.rows.api_key,
+   as core.imports.apply_chunk builds them) written straight to a fresh Azurite in single-partition
+   transactions of <= 100 entities, by thread pools, asyncio and process pools; the best is the
+   ceiling. Target: Loadbay / ceiling >= 0.7.
+3. The devhost's peak memory (VmHWM) after a `--rows` import and after a `--big-rows` import, each in its
+   own devhost and Azurite. Target: big / small <= 1.25. `--skip-million` skips the big import (slow:
+   15+ minutes on two cores); one still running after `--big-timeout` seconds is reported with its
+   peak so far (a lower bound).
+
+Logs: test-output/bench-import-devhost-<rows>.log. CPU seconds of the devhost and of Azurite are printed
+per phase: they tell which side a phase waits for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import requests
+from azure.core.exceptions import AzureError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError
+from azure.data.tables.aio import TableClient as AsyncTableClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.validate import SCHEMA, generate
+from core import rows
+from core.csvformat import DecodedText, read_records, sniff_dialect
+from core.ids import new_id
+from core.mapping import map_columns
+from core.tableschema import parse_table_schema
+from core.validation import Validator, merge_keys
+from devhost.azurite import Azurite, free_port
+from devhost.processes import REPO_ROOT, start, stop, wait_for_url
+
+LOG_DIR = REPO_ROOT / "test-output"
+USER_ID = "bench-import"
+SETTINGS = {"LOADBAY_REQUESTS_PER_MINUTE": "1000000", "LOADBAY_CHUNK_ROWS": "10000"}
+SINGLE_PUT_BYTES = 32 * 1024 * 1024  # bigger files go up in staged blocks, as a browser would send them
+BLOCK_BYTES = 8 * 1024 * 1024
+POLL_SECONDS = 0.25
+# The devhost runs HTTP triggers on the same threads as activities: during a big import a status answer can
+# wait minutes for a free thread. The bench waits for it (and reports the slowest) rather than giving up.
+ANSWER_SECONDS = 1800
+BATCH_ENTITIES = 100
+TARGET_RATIO = 0.7
+TARGET_MEMORY = 1.25
+# (kind, processes, concurrent batches per process) tried for the ceiling.
+CEILING_CONFIGS: tuple[tuple[str, int, int], ...] = (
+    ("threads", 1, 4),
+    ("threads", 1, 8),
+    ("threads", 1, 16),
+    ("asyncio", 1, 8),
+    ("processes", 2, 4),
+    ("processes", 2, 8),
+)
+
+
+# --- Loadbay through the devhost -----------------------------------------------------------------
+
+
+def principal_header(user_id: str) -> str:
+    """Encode an SWA-shaped client principal, as SWA sends it to the API."""
+    payload = {
+        "identityProvider": "aad",
+        "userId": user_id,
+        "userDetails": f"{user_id}@example.com",
+        "userRoles": ["anonymous", "authenticated"],
+    }
+    return base64.b64encode(json.dumps(payload).encode()).decode()
+
+
+@dataclass
+class Stack:
+    """A fresh in-memory Azurite and a devhost serving Loadbay against it."""
+
+    azurite: Azurite
+    devhost: subprocess.Popen[bytes]
+    base_url: str
+
+
+@contextmanager
+def loadbay_stack(log_name: str) -> Iterator[Stack]:
+    """Start Azurite (in memory) and a devhost on free ports; stop both by PID at the end."""
+    azurite = Azurite().start()
+    devhost = None
+    try:
+        port = free_port()
+        env = {
+            **os.environ,
+            **SETTINGS,
+            "AzureWebJobsStorage": azurite.connection_string,
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        command = [sys.executable, "-m", "devhost", "--app-dir", str(REPO_ROOT), "--port", str(port)]
+        log_file = LOG_DIR / log_name
+        log_file.unlink(missing_ok=True)
+        devhost = start(command, env=env, cwd=REPO_ROOT, log_file=log_file)
+        base_url = f"http://127.0.0.1:{port}"
+        wait_for_url(base_url + "/api/health", timeout=60, process=devhost)
+        yield Stack(azurite, devhost, base_url)
+    finally:
+        if devhost is not None:
+            stop(devhost)
+        azurite.stop()
+
+
+class Client:
+    """Loadbay's HTTP API, signed in as one user."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.session = requests.Session()
+        self.session.headers["x-ms-client-principal"] = principal_header(USER_ID)
+        self.slowest = 0.0  # seconds of the slowest answer so far
+
+    def call(self, method: str, path: str, expect: int, **kwargs: Any) -> dict[str, Any]:
+        """Send one request and return its JSON body; fail loudly on any other status."""
+        sent = time.perf_counter()
+        answer = self.session.request(method, self.base_url + path, timeout=ANSWER_SECONDS, **kwargs)
+        self.slowest = max(self.slowest, time.perf_counter() - sent)
+        if answer.status_code != expect:
+            raise SystemExit(f"{method} {path} answered {answer.status_code}: {answer.text[:500]}")
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def wait(self, path: str, statuses: tuple[str, ...], deadline: float) -> dict[str, Any]:
+        """Poll `path` until its status is one of `statuses`; TimeoutError after `deadline` (monotonic)."""
+        while True:
+            body = self.call("GET", path, 200)
+            if body["status"] in statuses:
+                return body
+            if body["status"] in ("failed", "rejected", "cancelled", "expired"):
+                raise SystemExit(f"{path} ended {body['status']}: {body}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(body["status"])
+            time.sleep(POLL_SECONDS)
+
+
+def put_file(upload_url: str, data: bytes) -> None:
+    """Send the file to its SAS URL: one Put Blob when small, else Put Block + Put Block List."""
+    if len(data) <= SINGLE_PUT_BYTES:
+        answer = requests.put(upload_url, data=data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=300)
+        answer.raise_for_status()
+        return
+    block_ids = []
+    for number, offset in enumerate(range(0, len(data), BLOCK_BYTES)):
+        block_id = base64.b64encode(f"block-{number:08d}".encode()).decode()
+        answer = requests.put(
+            f"{upload_url}&comp=block&blockid={quote(block_id, safe='')}",
+            data=data[offset : offset + BLOCK_BYTES],
+            timeout=300,
+        )
+        answer.raise_for_status()
+        block_ids.append(block_id)
+    latest = "".join(f"<Latest>{block_id}</Latest>" for block_id in block_ids)
+    body = f'<?xml version="1.0" encoding="utf-8"?><BlockList>{latest}</BlockList>'
+    answer = requests.put(f"{upload_url}&comp=blocklist", data=body.encode(), timeout=300)
+    answer.raise_for_status()
+
+
+def peak_memory_kib(pid: int) -> int:
+    """Return a process's peak resident memory (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name == "VmHWM":
+            return int(value.split()[0])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A moment of an import: the clock, the devhost's peak memory, and the CPU seconds used so far."""
+
+    at: float
+    peak_kib: int
+    devhost_cpu: float
+    azurite_cpu: float
+
+    @classmethod
+    def now(cls, stack: Stack) -> Mark:
+        assert stack.azurite.process is not None
+        return cls(
+            time.perf_counter(),
+            peak_memory_kib(stack.devhost.pid),
+            cpu_seconds(stack.devhost.pid),
+            cpu_seconds(stack.azurite.process.pid),
+        )
+
+
+PHASES = {
+    "profiling": "commit -> profiled",
+    "validating": "POST import -> awaiting_review",
+    "applying": "approve -> completed",
+}
+
+
+@dataclass
+class ImportRun:
+    """One Loadbay import: the file, the job's counts, and marks at the commit and at each phase's end."""
+
+    rows: int
+    file_bytes: int
+    counts: dict[str, int]
+    marks: dict[str, Mark]  # "idle", "commit", then one per PHASES key
+    slowest_answer: float  # seconds of the slowest API answer during the import
+
+    def phase(self, name: str) -> tuple[float, float, float]:
+        """Return the seconds, devhost CPU seconds and Azurite CPU seconds of one phase."""
+        names = ["commit", *PHASES]
+        before, after = self.marks[names[names.index(name) - 1]], self.marks[name]
+        return (
+            after.at - before.at,
+            after.devhost_cpu - before.devhost_cpu,
+            after.azurite_cpu - before.azurite_cpu,
+        )
+
+    @property
+    def seconds(self) -> float:
+        return self.marks["applying"].at - self.marks["commit"].at
+
+    @property
+    def rate(self) -> float:
+        return self.counts["inserted"] / self.seconds
+
+    @property
+    def peak_kib(self) -> int:
+        return self.marks["applying"].peak_kib
+
+
+class Unfinished(Exception):
+    """An import still running when its time ran out, with the devhost's peak memory until then."""
+
+    def __init__(self, rows: int, status: str, seconds: float, peak_kib: int) -> None:
+        super().__init__(f"the {rows:,}-row import was still {status} {seconds:,.0f} s after the commit")
+        self.rows, self.status, self.seconds, self.peak_kib = rows, status, seconds, peak_kib
+
+
+def run_import(stack: Stack, data: bytes, row_count: int, budget: float) -> ImportRun:
+    """Upload, commit, import and approve one file; time from the commit to `completed`.
+
+    Raises Unfinished when the import has not completed `budget` seconds after the commit.
+    """
+    client = Client(stack.base_url)
+    marks = {"idle": Mark.now(stack)}
+    dataset_id = client.call("POST", "/api/datasets", 201, json={"name": "bench", "schema": SCHEMA})["id"]
+    ticket = client.call("POST", "/api/uploads", 201, json={"fileName": "bench.csv", "size": len(data)})
+    put_file(ticket["uploadUrl"], data)
+    upload_path = f"/api/uploads/{ticket['id']}"
+
+    marks["commit"] = Mark.now(stack)
+    deadline = time.monotonic() + budget
+    client.slowest = 0.0
+    try:
+        client.call("POST", upload_path + "/commit", 202)
+        client.wait(upload_path, ("profiled",), deadline)
+        marks["profiling"] = _progress(stack, marks, "profiling")
+        request = {"uploadId": ticket["id"], "autoApply": True, "mode": "insert"}
+        job_id = client.call("POST", f"/api/datasets/{dataset_id}/imports", 202, json=request)["id"]
+        job_path = f"/api/imports/{job_id}"
+        client.wait(job_path, ("awaiting_review",), deadline)
+        marks["validating"] = _progress(stack, marks, "validating")
+        client.call("POST", job_path + "/approve", 202)
+        job = client.wait(job_path, ("completed",), deadline)
+    except TimeoutError as timeout:
+        now = Mark.now(stack)
+        raise Unfinished(row_count, str(timeout), now.at - marks["commit"].at, now.peak_kib) from None
+    marks["applying"] = _progress(stack, marks, "applying")
+    counts = {key: int(value or 0) for key, value in job["counts"].items()}
+    return ImportRun(row_count, len(data), counts, marks, client.slowest)
+
+
+def _progress(stack: Stack, marks: dict[str, Mark], phase: str) -> Mark:
+    """Mark the end of a phase and say so at once (a big import runs for a long time)."""
+    mark = Mark.now(stack)
+    print(f"    ({phase} done {mark.at - marks['commit'].at:,.1f} s after the commit)", flush=True)
+    return mark
+
+
+# --- the raw ceiling -----------------------------------------------------------------------------
+
+
+def valid_entities(data: bytes) -> list[dict[str, Any]]:
+    """Validate the file as an import does and build its valid rows' entities as apply_chunk does."""
+    schema = parse_table_schema(SCHEMA)
+    text = DecodedText(iter([data]))
+    records = read_records(
+        text, sniff_dialect(text.sample, complete=text.complete), max_columns=250, max_field_chars=65_536
+    )
+    validator = Validator(schema, map_columns(schema, next(records)))
+    job_id = new_id()
+    kept: list[tuple[int, dict[str, Any]]] = []
+    digests = []
+    for result in validator.validate_stream(records, chunk_rows=10_000, keep_rows=True):
+        kept += zip(result.valid_row_numbers, result.valid_rows, strict=True)
+        digests.append(result.keys)
+    duplicates = set(merge_keys(digests).newly_invalid_rows)
+    return [
+        rows.row_entity(schema, values, key=rows.api_key(schema, values), job_id=job_id, op="i")
+        for number, values in kept
+        if number not in duplicates
+    ]
+
+
+def transactions(entities: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Cut entities into single-partition batches of <= 100, as the importer's row writer does."""
+    return [
+        group[start : start + BATCH_ENTITIES]
+        for group in rows.group_by_partition(entities).values()
+        for start in range(0, len(group), BATCH_ENTITIES)
+    ]
+
+
+def _submit(table: TableClient, batch: list[dict[str, Any]], attempts: int = 4) -> None:
+    """Insert one batch; send it again after a transient failure (a reset connection)."""
+    for attempt in range(attempts):
+        try:
+            table.submit_transaction([("create", entity) for entity in batch])
+            return
+        except TableTransactionError:
+            raise
+        except AzureError:
+            if attempt == attempts - 1:
+                raise
+
+
+def write_threads(
+    connection: str, table_name: str, batches: list[list[dict[str, Any]]], threads: int
+) -> None:
+    """Write the batches from one process with a pool of threads sharing one client."""
+    table = TableClient.from_connection_string(connection, table_name)
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(lambda batch: _submit(table, batch), batches):
+            pass
+
+
+def write_asyncio(connection: str, table_name: str, batches: list[list[dict[str, Any]]], tasks: int) -> None:
+    """Write the batches from one event loop with `tasks` transactions in flight."""
+
+    async def run() -> None:
+        pending = iter(batches)
+        async with AsyncTableClient.from_connection_string(connection, table_name) as table:
+
+            async def worker() -> None:
+                for batch in pending:  # one shared iterator: each batch goes to one worker
+                    await table.submit_transaction([("create", entity) for entity in batch])
+
+            await asyncio.gather(*(worker() for _ in range(tasks)))
+
+    asyncio.run(run())
+
+
+_FORKED_BATCHES: list[list[dict[str, Any]]] = []  # inherited by forked workers: nothing to pickle
+
+
+def _write_share(connection: str, table_name: str, indexes: list[int], threads: int) -> int:
+    write_threads(connection, table_name, [_FORKED_BATCHES[i] for i in indexes], threads)
+    return len(indexes)
+
+
+def _ready(_: int) -> int:
+    return os.getpid()
+
+
+def write_processes(
+    connection: str, table_name: str, batches: list[list[dict[str, Any]]], processes: int, threads: int
+) -> float:
+    """Write the batches from forked processes, each with a pool of threads; return the seconds taken."""
+    global _FORKED_BATCHES
+    _FORKED_BATCHES = batches
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        # A fork pool starts all its processes on its first task: start them before the clock does.
+        list(pool.map(_ready, range(processes)))
+        started = time.perf_counter()
+        shares = [list(range(first, len(batches), processes)) for first in range(processes)]
+        futures = [pool.submit(_write_share, connection, table_name, share, threads) for share in shares]
+        done = sum(future.result() for future in futures)
+        elapsed = time.perf_counter() - started
+    _FORKED_BATCHES = []
+    assert done == len(batches)
+    return elapsed
+
+
+def measure_ceiling(batches: list[list[dict[str, Any]]], kind: str, processes: int, width: int) -> float:
+    """Write the batches into a fresh table of a fresh Azurite with one configuration; return seconds."""
+    with Azurite() as azurite:
+        table_name = "ceiling"
+        TableServiceClient.from_connection_string(azurite.connection_string).create_table(table_name)
+        connection = azurite.connection_string
+        if kind == "processes":
+            elapsed = write_processes(connection, table_name, batches, processes, width)
+        else:
+            writer: Callable[..., None] = write_threads if kind == "threads" else write_asyncio
+            started = time.perf_counter()
+            writer(connection, table_name, batches, width)
+            elapsed = time.perf_counter() - started
+        written = sum(1 for _ in TableClient.from_connection_string(connection, table_name).list_entities())
+    expected = sum(len(batch) for batch in batches)
+    if written != expected:
+        raise SystemExit(f"ceiling run {kind} wrote {written} entities, expected {expected}")
+    return elapsed
+
+
+def describe(kind: str, processes: int, width: int) -> str:
+    """Name a ceiling configuration."""
+    if kind == "threads":
+        return f"1 process x {width} threads"
+    if kind == "asyncio":
+        return f"1 process, asyncio x {width} in flight"
+    return f"{processes} processes x {width} threads"
+
+
+# --- the report ----------------------------------------------------------------------------------
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:,.0f} MiB"
+
+
+def print_import(run: ImportRun) -> None:
+    """Print one import's figures, phase by phase."""
+    counts = run.counts
+    print(
+        f"  file: {run.rows:,} rows x 10 columns, {run.file_bytes / 1e6:.1f} MB; valid {counts['valid']:,},"
+        f" invalid {counts['invalid']:,}, inserted {counts['inserted']:,}"
+    )
+    print(f"  {'phase':<12} {'seconds':>8} {'devhost CPU s':>14} {'Azurite CPU s':>14} {'VmHWM after':>12}")
+    for name, meaning in PHASES.items():
+        seconds, devhost, azurite = run.phase(name)
+        peak = mib(run.marks[name].peak_kib)
+        print(f"  {name:<12} {seconds:>8.1f} {devhost:>14.1f} {azurite:>14.1f} {peak:>12}  ({meaning})")
+    print(
+        f"  commit -> completed: {run.seconds:.1f} s = {run.rate:,.0f} inserted rows/s"
+        f" (applying alone: {counts['inserted'] / run.phase('applying')[0]:,.0f} rows/s);"
+        f" devhost VmHWM at start {mib(run.marks['idle'].peak_kib)}"
+    )
+    print(f"  slowest API answer during the import: {run.slowest_answer:.1f} s")
+
+
+def print_table(small: ImportRun, big: ImportRun | Unfinished | None, best: str, ceiling: float) -> None:
+    """Print the summary: throughput against the ceiling, and memory growth with rows."""
+    ratio = small.rate / ceiling
+    lines = [
+        (f"Loadbay import, {small.rows:,} rows", f"{small.rate:,.0f} rows/s", ""),
+        (f"raw ceiling ({best})", f"{ceiling:,.0f} rows/s", ""),
+        ("Loadbay / ceiling", f"{ratio:.2f}", _verdict(ratio >= TARGET_RATIO, f">= {TARGET_RATIO}")),
+        (f"devhost VmHWM, {small.rows:,} rows", mib(small.peak_kib), ""),
+    ]
+    if big is not None:
+        growth = big.peak_kib / small.peak_kib
+        # An unfinished import's peak so far is a lower bound of its peak.
+        bound = ">= " if isinstance(big, Unfinished) else ""
+        note = f" (unfinished: still {big.status})" if isinstance(big, Unfinished) else ""
+        lines += [
+            (f"devhost VmHWM, {big.rows:,} rows{note}", bound + mib(big.peak_kib), ""),
+            (f"VmHWM {big.rows:,} / {small.rows:,}", f"{bound}{growth:.2f}", _memory_verdict(growth, bound)),
+        ]
+        if isinstance(big, ImportRun):
+            lines.append((f"Loadbay import, {big.rows:,} rows", f"{big.rate:,.0f} rows/s", ""))
+    width = max(len(name) for name, _, _ in lines)
+    print()
+    print(f"{'figure':<{width}}  {'value':>14}  target")
+    for name, value, target in lines:
+        print(f"{name:<{width}}  {value:>14}  {target}".rstrip())
+
+
+def _verdict(met: bool, target: str) -> str:
+    return f"{target} ({'meets' if met else 'MISSES'})"
+
+
+def _memory_verdict(growth: float, bound: str) -> str:
+    if bound and growth <= TARGET_MEMORY:  # only a lower bound: it may still miss
+        return f"<= {TARGET_MEMORY} (unknown: unfinished)"
+    return _verdict(growth <= TARGET_MEMORY, f"<= {TARGET_MEMORY}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=100_000, help="rows of the measured import")
+    parser.add_argument("--big-rows", type=int, default=1_000_000, help="rows of the memory-growth import")
+    parser.add_argument("--skip-million", action="store_true", help="skip the --big-rows import")
+    parser.add_argument(
+        "--big-timeout",
+        type=float,
+        default=3600,
+        help="seconds the --big-rows import may take; past them its peak memory so far is reported",
+    )
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows as it happens
+    LOG_DIR.mkdir(exist_ok=True)
+
+    data, injected = generate(args.rows)
+    print(f"== 1. Loadbay import through the devhost ({args.rows:,} rows, {injected:,} invalid cells)")
+    with loadbay_stack(f"bench-import-devhost-{args.rows}.log") as stack:
+        small = run_import(stack, data, args.rows, budget=3600)
+    print_import(small)
+
+    print("== 2. Raw ceiling: the same valid rows' entities straight to a fresh Azurite")
+    entities = valid_entities(data)
+    if len(entities) != small.counts["inserted"]:
+        raise SystemExit(
+            f"Loadbay inserted {small.counts['inserted']:,} rows; the file has {len(entities):,}"
+        )
+    batches = transactions(entities)
+    print(f"  {len(entities):,} entities in {len(batches):,} transactions of <= {BATCH_ENTITIES}")
+    ceilings: dict[str, float] = {}
+    for kind, processes, width in CEILING_CONFIGS:
+        name = describe(kind, processes, width)
+        ceilings[name] = len(entities) / measure_ceiling(batches, kind, processes, width)
+        print(f"  {name:<34}: {ceilings[name]:8,.0f} rows/s")
+    best = max(ceilings, key=ceilings.__getitem__)
+
+    big: ImportRun | Unfinished | None = None
+    if not args.skip_million:
+        print(f"== 3. Memory: a {args.big_rows:,}-row import in a fresh devhost and Azurite")
+        big_data, _ = generate(args.big_rows)
+        with loadbay_stack(f"bench-import-devhost-{args.big_rows}.log") as stack:
+            try:
+                big = run_import(stack, big_data, args.big_rows, budget=args.big_timeout)
+                print_import(big)
+            except Unfinished as stopped:
+                big = stopped
+                print(f"  UNFINISHED: {stopped}; devhost VmHWM so far {mib(stopped.peak_kib)}")
+        del big_data
+
+    print_table(small, big, best, ceilings[best])
+
+
+if __name__ == "__main__":
+    main()
