@@ -48,7 +48,7 @@ def start_export(*, storage: Storage, principal: Principal, dataset_id: str, bod
     )
 
 
-def export_view(*, storage: Storage, settings: Settings, job: Job, file_name: str) -> dict[str, Any]:
+def export_view(*, storage: Storage, settings: Settings, job: Job) -> dict[str, Any]:
     """Return the API view of an export; once completed, with a fresh read-only downloadUrl."""
     view: dict[str, Any] = {
         "id": job.id,
@@ -68,10 +68,15 @@ def export_view(*, storage: Storage, settings: Settings, job: Job, file_name: st
             f"{job.id}.csv",
             BlobSasPermissions(read=True),
             settings.download_url_minutes,
-            content_disposition=f'attachment; filename="{file_name}"',
+            content_disposition=f'attachment; filename="{_file_name(storage, job)}"',
         )
         view.update(downloadUrl=url, downloadExpiresAt=jobs.iso(expires))
     return view
+
+
+def _file_name(storage: Storage, job: Job) -> str:
+    dataset = datasets.load_dataset(storage, job.dataset_id)
+    return export_file_name(dataset.name if dataset else "dataset", job.id)
 
 
 def export_file_name(dataset_name: str, job_id: str) -> str:

@@ -26,7 +26,6 @@ from typing import Any, Final
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
@@ -349,12 +348,3 @@ def submit_or_conflict(storage: Storage, operations: list[Any], detail: str) -> 
         if error.status_code in (409, 412):
             raise Conflict(detail) from error
         raise
-
-
-def create_once(table: TableClient, entity: dict[str, Any]) -> bool:
-    """Create an entity unless it exists; tell whether this call created it."""
-    try:
-        table.create_entity(entity)
-    except ResourceExistsError:
-        return False
-    return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from core import datasets, exports, jobs
+from core import exports, jobs
 from core.auth import Principal
 from core.runtime import runtime
 from http_api.blueprint import bp
@@ -20,7 +20,7 @@ def start_export(req: func.HttpRequest, principal: Principal) -> func.HttpRespon
     job = exports.start_export(
         storage=rt.storage, principal=principal, dataset_id=req.route_params["id"], body=body
     )
-    view = exports.export_view(storage=rt.storage, settings=rt.settings, job=job, file_name="")
+    view = exports.export_view(storage=rt.storage, settings=rt.settings, job=job)
     return json_response(
         view, status=202, headers={"Location": api_path("exports", job.id), "Retry-After": "1"}
     )
@@ -32,8 +32,4 @@ def get_export(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
     """Show an export; once completed, with a fresh read-only downloadUrl."""
     rt = runtime()
     job = jobs.job_for(rt.storage, principal, req.route_params["id"], kind=jobs.EXPORT)
-    dataset = datasets.load_dataset(rt.storage, job.dataset_id)
-    name = exports.export_file_name(dataset.name if dataset else "dataset", job.id)
-    return json_response(
-        exports.export_view(storage=rt.storage, settings=rt.settings, job=job, file_name=name)
-    )
+    return json_response(exports.export_view(storage=rt.storage, settings=rt.settings, job=job))

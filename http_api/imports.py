@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from core import imports
+from core import imports, jobs
 from core.auth import Principal
 from core.paging import page_limit
 from core.runtime import runtime
@@ -51,7 +51,7 @@ def get_import(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
     """Show an import: status, phase, progress, counts and error summary."""
     storage = runtime().storage
     job = imports.get_import(storage=storage, principal=principal, job_id=req.route_params["id"])
-    if job.status in imports.jobs.FINISHED:  # a finished import never changes: revalidate cheaply
+    if job.status in jobs.FINISHED:  # a finished import never changes: revalidate cheaply
         return not_modified(req, job.etag) or json_response(
             imports.import_view(storage, job), version=job.etag
         )

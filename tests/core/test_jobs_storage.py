@@ -234,17 +234,6 @@ def test_change_job_gives_up_when_the_job_never_stops_changing(storage: Storage)
     assert loaded is not None and loaded.status == jobs.QUEUED
 
 
-def test_create_once_tells_whether_it_created(storage: Storage) -> None:
-    entity = {"PartitionKey": new_id(), "RowKey": "once", "n": 1}
-    table = jobs.datasets_table(storage)
-    assert jobs.create_once(table, entity)
-    assert not jobs.create_once(table, {**entity, "n": 2})
-    assert table.get_entity(entity["PartitionKey"], "once")["n"] == 1
-
-
-# Idempotency keys
-
-
 def claim(storage: Storage, user_id: str, key: str, request: str) -> Answer | None:
     return idempotency.claim(storage, user_id=user_id, key=key, request=request)
 

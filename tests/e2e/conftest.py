@@ -151,6 +151,21 @@ class Devhost:
         return self.log_file.read_text(errors="replace")
 
 
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """Start Debian's Chromium headless for Playwright (never a downloaded browser build)."""
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+
+
 # Small chunks, so even small test files are split and cross-chunk behaviour is exercised everywhere.
 E2E_SETTINGS = {"LOADBAY_CHUNK_ROWS": "50", "LOADBAY_REQUESTS_PER_MINUTE": "100000"}
 

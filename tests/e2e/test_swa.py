@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from devhost.swa import SwaEmulator
-from tests.e2e.conftest import OUTPUT_DIR, Devhost
+from tests.e2e.conftest import OUTPUT_DIR, Devhost, launch_chromium
 
 
 @pytest.fixture(scope="module")
@@ -92,17 +92,7 @@ def test_the_shell_in_chromium_shows_who_is_signed_in(swa: SwaEmulator) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = launch_chromium(playwright)
         try:
             context = browser.new_context()
             page = context.new_page()

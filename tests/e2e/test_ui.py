@@ -23,7 +23,7 @@ from azure.storage.queue import QueueServiceClient, TextBase64EncodePolicy
 from devhost.azurite import Azurite
 from devhost.stack import allow_browser_uploads
 from devhost.swa import SwaEmulator
-from tests.e2e.conftest import OUTPUT_DIR, Devhost
+from tests.e2e.conftest import OUTPUT_DIR, Devhost, launch_chromium
 
 pytestmark = pytest.mark.browser
 SHOTS = OUTPUT_DIR / "ui"
@@ -50,17 +50,7 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        chromium = launch_chromium(playwright)
         yield chromium
         chromium.close()
 
