@@ -17,12 +17,12 @@ from typing import Any, Final
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableEntity
 
-from core import jobs, rows, uploads
+from core import jobs, rowerrors, rows, uploads
 from core.auth import Principal
 from core.errors import Conflict, Invalid, LimitExceeded, NotFound
 from core.ids import is_id, new_id
 from core.paging import decode_cursor, encode_cursor, first_page
-from core.storage import DELETE_QUEUE, EXPORTS_CONTAINER, ROW_ERRORS_TABLE, WORK_CONTAINER, Storage
+from core.storage import DELETE_QUEUE, EXPORTS_CONTAINER, WORK_CONTAINER, Storage
 from core.tableschema import TableSchema, parse_table_schema
 
 ACTIVE, DELETING = "active", "deleting"
@@ -259,14 +259,7 @@ def delete_dataset(*, storage: Storage, job_id: str) -> str:
 
 
 def _delete_job_data(storage: Storage, job_id: str, *, keep_index: bool) -> None:
-    errors = storage.tables.get_table_client(ROW_ERRORS_TABLE)
-    found = list(
-        errors.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": job_id}, select=["PartitionKey", "RowKey"]
-        )
-    )
-    for start in range(0, len(found), 100):
-        errors.submit_transaction([("delete", entity) for entity in found[start : start + 100]])
+    rowerrors.delete_all(storage, job_id)
     for container, prefix in ((WORK_CONTAINER, f"{job_id}/"), (EXPORTS_CONTAINER, f"{job_id}.csv")):
         client = storage.blobs.get_container_client(container)
         for blob in client.list_blobs(name_starts_with=prefix):

@@ -20,14 +20,14 @@ The job entity (``core.jobs``) is the truth users see. The steps, each safe to r
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import itertools
 import json
 import logging
+import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -36,14 +36,12 @@ from typing import Any, Final
 from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
     ResourceExistsError,
-    ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableTransactionError, TransactionOperation, UpdateMode
+from azure.data.tables import TableTransactionError, TransactionOperation, UpdateMode
 
-from core import datasets, jobs, rows, uploads
+from core import datasets, jobs, rowerrors, rows, uploads
 from core.auth import Principal
 from core.chunking import ChunkPlan, chunk_encoding, plan_chunks
 from core.csvformat import DecodedText, Dialect, read_records
@@ -54,7 +52,8 @@ from core.jobs import Job
 from core.mapping import ColumnMapping, map_columns
 from core.paging import decode_cursor, encode_cursor, first_page
 from core.settings import Settings
-from core.storage import IMPORT_QUEUE, ROW_ERRORS_TABLE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage
+from core.storage import IMPORT_QUEUE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage, retrying
+from core.tablebatch import BatchRejected, submit_batch
 from core.tableschema import TableSchema
 from core.validation import KeyDigests, KeyRun, RowError, Validator, merge_keys
 
@@ -62,13 +61,12 @@ log = logging.getLogger(__name__)
 
 MODES: Final = ("insert", "upsert", "replace")
 DECISIONS: Final = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}
-KEYS_PER_BUCKET: Final = 100_000
+KEYS_PER_BUCKET: Final = 25_000
 STORED_ERRORS_PER_CHUNK: Final = 2_000
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
-APPLY_THREADS: Final = 4
-PROGRESS_EVERY_BATCHES: Final = 10
-ROW_LEVEL: Final = 999  # the position of errors about a whole row, after every field
+APPLY_THREADS: Final = 2  # per chunk; with 4 activities at once (host.json), 8 transactions in flight
+CHECK_SECONDS: Final = 2.0  # how often a chunk's writer records progress and looks for a cancel
 
 
 # --- the front end -------------------------------------------------------------------------------
@@ -288,9 +286,7 @@ def record_decision(*, storage: Storage, principal: Principal, job_id: str, acti
 
 def errors_page(*, storage: Storage, job: Job, cursor: str | None, limit: int) -> dict[str, Any]:
     """Return one page of an import's row errors, in row order."""
-    query = _errors_table(storage).query_entities(
-        "PartitionKey eq @pk", parameters={"pk": job.id}, results_per_page=limit
-    )
+    query = rowerrors.query(storage, job.id, results_per_page=limit)
     entities, token = first_page(query, decode_cursor(cursor))
     items = [_error_view(entity) for entity in entities]
     return {"items": items, "next": encode_cursor(token)}
@@ -301,7 +297,7 @@ def errors_csv(*, storage: Storage, job: Job) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(["row", "column", "code", "message", "value"])
-    found = _errors_table(storage).query_entities("PartitionKey eq @pk", parameters={"pk": job.id})
+    found = rowerrors.query(storage, job.id)
     for entity in itertools.islice(found, MAX_CSV_ERRORS):
         error = _error_view(entity)
         writer.writerow(
@@ -324,30 +320,6 @@ def _error_view(entity: Any) -> dict[str, Any]:
         "message": entity["message"],
         "value": entity.get("value", ""),
     }
-
-
-def _errors_table(storage: Storage) -> TableClient:
-    return storage.tables.get_table_client(ROW_ERRORS_TABLE)
-
-
-def _store_errors(storage: Storage, job_id: str, positions: dict[str, int], errors: list[RowError]) -> None:
-    """Write row errors (upserts, so a re-run rewrites the same rows) in transactions of 100."""
-    entities = [
-        {
-            "PartitionKey": job_id,
-            "RowKey": f"{error.row:010d}-{positions.get(error.column, ROW_LEVEL):03d}-{error.code}",
-            "row": error.row,
-            "column": error.column,
-            "code": error.code,
-            "message": error.message[:2_000],
-            "value": error.value,
-        }
-        for error in errors
-    ]
-    table = _errors_table(storage)
-    for start in range(0, len(entities), BATCH_ENTITIES):
-        operations = [("upsert", entity) for entity in entities[start : start + BATCH_ENTITIES]]
-        _retrying(functools.partial(table.submit_transaction, operations))
 
 
 def _positions(schema: TableSchema) -> dict[str, int]:
@@ -508,7 +480,7 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
         )
     stored = result.errors[:STORED_ERRORS_PER_CHUNK]
-    _store_errors(storage, job_id, _positions(ctx.schema), stored)
+    rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
     offsets = _store_key_buckets(storage, ctx.job, index, result.keys)
     jobs.datasets_table(storage).upsert_entity(
         {
@@ -540,12 +512,13 @@ def _store_key_buckets(storage: Storage, job: Job, index: int, digests: KeyDiges
     buckets = int(job.get("buckets") or 0)
     if not buckets or not digests.runs:
         return []
+    picked: list[list[list[int]]] = [[[] for _ in digests.runs] for _ in range(buckets)]
+    for number, run in enumerate(digests.runs):
+        for i, key in enumerate(run.keys):  # each key hashed once, whatever the number of buckets
+            picked[_bucket(str(key), buckets)][number].append(i)
     lines: list[bytes] = []
     for bucket in range(buckets):
-        runs = [
-            _run_part(run, [i for i, key in enumerate(run.keys) if _bucket(str(key), buckets) == bucket])
-            for run in digests.runs
-        ]
+        runs = [_run_part(run, picked[bucket][number]) for number, run in enumerate(digests.runs)]
         lines.append(json.dumps([run.to_json() for run in runs], ensure_ascii=False).encode() + b"\n")
     offsets, position = [], 0
     for line in lines:
@@ -588,7 +561,7 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
         digests.append(KeyDigests.from_json(json.loads(data.readall())))
     merged = merge_keys(digests)
     stored = merged.errors[:STORED_ERRORS_PER_CHUNK]
-    _store_errors(storage, job_id, _positions(ctx.schema), stored)
+    rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
     _work_blob(storage, job_id, f"dups-{bucket:05d}").upload_blob(
         json.dumps(merged.newly_invalid_rows).encode(), overwrite=True
     )
@@ -732,6 +705,14 @@ class _Applied:
     rows: int = 0
     stopped: bool = False
 
+    def add(self, outcome: _Applied, rows: int) -> None:
+        """Count a transaction's outcome and its rows in."""
+        self.inserted += outcome.inserted
+        self.updated += outcome.updated
+        self.unchanged += outcome.unchanged
+        self.errors.extend(outcome.errors)
+        self.rows += rows
+
 
 def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     """Write one chunk's valid rows to the dataset's table. Safe to run twice (rows carry the job id)."""
@@ -758,7 +739,7 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     writer = _RowWriter(storage, job, ctx.schema, mode, job.get("rowsTable"))
     applied = writer.write(entities, numbers, chunk)
     errors = applied.errors
-    _store_errors(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
+    rowerrors.store(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
     jobs.datasets_table(storage).upsert_entity(
         {
             "PartitionKey": job.dataset_id,
@@ -785,6 +766,11 @@ class _RowWriter:
         storage.tables.create_table_if_not_exists(table_name)
 
     def write(self, entities: list[dict[str, Any]], numbers: list[int], chunk: ChunkPlan) -> _Applied:
+        """Write the rows, APPLY_THREADS transactions at a time; stop early if the job no longer wants them.
+
+        Transactions keep flowing: every CHECK_SECONDS the writer records how far it got and checks
+        for a cancel, and a cancel drops only the transactions not yet started.
+        """
         row_of = {id(entity): number for entity, number in zip(entities, numbers, strict=True)}
         batches = [
             group[start : start + BATCH_ENTITIES]
@@ -792,17 +778,19 @@ class _RowWriter:
             for start in range(0, len(group), BATCH_ENTITIES)
         ]
         applied = _Applied()
+        checked = time.monotonic()
         with ThreadPoolExecutor(APPLY_THREADS) as pool:
-            for start in range(0, len(batches), PROGRESS_EVERY_BATCHES):
-                window = batches[start : start + PROGRESS_EVERY_BATCHES]
-                for outcome in pool.map(lambda batch: self._batch(batch, row_of), window):
-                    applied.inserted += outcome.inserted
-                    applied.updated += outcome.updated
-                    applied.unchanged += outcome.unchanged
-                    applied.errors.extend(outcome.errors)
-                applied.rows += sum(map(len, window))
-                if applied.rows < len(entities) and not self._still_wanted(chunk, applied.rows):
+            futures = [(pool.submit(self._batch, batch, row_of), len(batch)) for batch in batches]
+            for position, (future, size) in enumerate(futures):
+                applied.add(future.result(), size)
+                if time.monotonic() - checked < CHECK_SECONDS or applied.rows == len(entities):
+                    continue
+                checked = time.monotonic()
+                if not self._still_wanted(chunk, applied.rows):
                     applied.stopped = True  # cancelled: what was written stays, and is counted
+                    for later, later_size in futures[position + 1 :]:
+                        if not later.cancel():  # already running (or done): it is written
+                            applied.add(later.result(), later_size)
                     break
         applied.errors.sort(key=lambda error: error.row)
         return applied
@@ -824,14 +812,15 @@ class _RowWriter:
     def _batch(self, batch: list[dict[str, Any]], row_of: dict[int, int]) -> _Applied:
         too_large = [entity for entity in batch if rows.too_large(entity)]
         outcome = _Applied(errors=[self._too_large(entity, row_of[id(entity)]) for entity in too_large])
-        batch = [entity for entity in batch if not rows.too_large(entity)]
+        if too_large:
+            batch = [entity for entity in batch if not rows.too_large(entity)]
         if not batch:
             return outcome
         try:
-            _retrying(lambda: self.table.submit_transaction([("create", entity) for entity in batch]))
+            retrying(lambda: submit_batch(self.table, [("create", entity) for entity in batch]))
             outcome.inserted += len(batch)
             return outcome
-        except TableTransactionError:
+        except BatchRejected:
             pass  # some rows exist already: settle each one on its own
         for entity in batch:
             self._one(entity, row_of[id(entity)], outcome)
@@ -839,12 +828,12 @@ class _RowWriter:
 
     def _one(self, entity: dict[str, Any], number: int, outcome: _Applied) -> None:
         try:
-            _retrying(lambda: self.table.create_entity(entity))
+            retrying(lambda: self.table.create_entity(entity))
             outcome.inserted += 1
             return
         except ResourceExistsError:
             pass
-        stored = _retrying(lambda: self.table.get_entity(entity["PartitionKey"], entity["RowKey"]))
+        stored = retrying(lambda: self.table.get_entity(entity["PartitionKey"], entity["RowKey"]))
         if stored.get(rows.JOB_PROPERTY) == self.job.id:  # written by an earlier run of this job
             if stored.get(rows.OP_PROPERTY) == "u":
                 outcome.updated += 1
@@ -858,7 +847,7 @@ class _RowWriter:
             outcome.unchanged += 1
             return
         entity[rows.OP_PROPERTY] = "u"
-        _retrying(lambda: self.table.update_entity(entity, mode=UpdateMode.REPLACE))
+        retrying(lambda: self.table.update_entity(entity, mode=UpdateMode.REPLACE))
         outcome.updated += 1
 
     def _exists(self, entity: dict[str, Any], number: int) -> RowError:
@@ -877,23 +866,6 @@ class _RowWriter:
             "and one text value at most 32,767 UTF-16 characters."
         )
         return RowError(number, "", "rowTooLarge", message, "")
-
-
-def _retrying(action: Callable[[], Any], attempts: int = 4) -> Any:
-    """Retry a storage call after a transient failure (a reset connection, a 5xx); writes are idempotent."""
-    for attempt in range(attempts):
-        try:
-            return action()
-        except (ResourceExistsError, ResourceNotFoundError, ResourceModifiedError, TableTransactionError):
-            raise
-        except HttpResponseError as error:
-            if (error.status_code or 0) < 500 or attempt == attempts - 1:
-                raise
-        except AzureError:
-            if attempt == attempts - 1:
-                raise
-        log.warning("Storage call failed; trying again (%d)", attempt + 1)
-    raise AssertionError("unreachable")
 
 
 def finalize_import(*, storage: Storage, job_id: str) -> dict[str, Any]:

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableServiceClient
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableServiceClient, TableTransactionError
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 from azure.storage.queue import (
     QueueClient,
@@ -21,6 +29,9 @@ from azure.storage.queue import (
 )
 
 from core.settings import StorageConfig
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 UPLOADS_TABLE = "uploads"
 DATASETS_TABLE = "datasets"  # datasets, their jobs, chunk records and outbox rows (see core.jobs)
@@ -35,6 +46,9 @@ PROFILE_QUEUE = "profile-requests"
 IMPORT_QUEUE = "import-requests"
 EXPORT_QUEUE = "export-requests"
 DELETE_QUEUE = "dataset-deletes"
+
+# Downloads in 4 MiB pieces: the SDK's default first GET is 32 MiB, held in memory by every reader at once.
+BLOB_OPTIONS: dict[str, Any] = {"max_single_get_size": 4 * 1024 * 1024, "max_chunk_get_size": 4 * 1024 * 1024}
 
 TABLES = (UPLOADS_TABLE, DATASETS_TABLE, JOBS_TABLE, ROW_ERRORS_TABLE, IDEMPOTENCY_TABLE)
 CONTAINERS = (UPLOADS_CONTAINER, PROFILES_CONTAINER, EXPORTS_CONTAINER, WORK_CONTAINER)
@@ -60,7 +74,7 @@ class Storage:
             return cls(
                 config=config,
                 tables=TableServiceClient.from_connection_string(config.connection_string),
-                blobs=BlobServiceClient.from_connection_string(config.connection_string),
+                blobs=BlobServiceClient.from_connection_string(config.connection_string, **BLOB_OPTIONS),
                 queues=QueueServiceClient.from_connection_string(config.connection_string),
             )
         if credential is None:
@@ -71,7 +85,7 @@ class Storage:
         return cls(
             config=config,
             tables=TableServiceClient(endpoint=config.table_url, credential=credential),
-            blobs=BlobServiceClient(account_url=config.blob_url, credential=credential),
+            blobs=BlobServiceClient(account_url=config.blob_url, credential=credential, **BLOB_OPTIONS),
             queues=QueueServiceClient(account_url=config.queue_url, credential=credential),
         )
 
@@ -157,3 +171,26 @@ class Storage:
                 key = self.blobs.get_user_delegation_key(now - timedelta(minutes=5), expiry)
                 self._delegation_key = (key, expiry)
             return self._delegation_key[0]
+
+
+def retrying(action: Callable[[], T], attempts: int = 4) -> T:
+    """Run a storage call, again after a transient failure (a reset connection, a 5xx).
+
+    Only for idempotent calls. An answer that would be the same next time (a 4xx, a conflict, a refused
+    transaction) is raised at once; the SDK's own retry policy has already retried the connection.
+    """
+    for attempt in range(attempts):
+        try:
+            return action()
+        except (ResourceExistsError, ResourceNotFoundError, ResourceModifiedError, TableTransactionError):
+            raise
+        except HttpResponseError as error:
+            if (error.status_code or 0) < 500 or attempt == attempts - 1:
+                raise
+            failure: AzureError = error
+        except AzureError as error:
+            if attempt == attempts - 1:
+                raise
+            failure = error
+        log.warning("Storage call failed (%s); trying again (%d)", type(failure).__name__, attempt + 1)
+    raise AssertionError("unreachable")

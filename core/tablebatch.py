@@ -1,0 +1,114 @@
+"""Entity group transactions (`$batch`) built by hand and sent through a TableClient's own pipeline.
+
+The SDK's `TableClient.submit_transaction` builds every operation as a full HTTP request object and the
+multipart body through the `email` package: about 0.5 ms of CPU per entity, which made it the bottleneck
+of an import (a 100-entity transaction cost more CPU here than Azurite spent storing it). This module
+writes the same multipart body as text, about 10x cheaper, and sends it through the client's pipeline,
+so authentication, retries, the API version and logging are the SDK's own. Entities are serialised by
+the SDK's own `_add_entity_properties` (pinned in requirements.txt), so property types are unchanged.
+
+Only what Loadbay batches is supported: insert (`create`) and insert-or-replace (`upsert`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+from urllib.parse import quote
+
+from azure.core.exceptions import AzureError
+from azure.core.rest import HttpRequest
+from azure.data.tables import TableClient
+from azure.data.tables._serialize import _add_entity_properties
+
+MAX_OPERATIONS: Final = 100  # Table Storage's limit for one transaction
+OPERATIONS: Final = ("create", "upsert")
+_STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
+_ERROR_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
+
+
+class BatchRejected(Exception):
+    """The service refused the transaction: none of its operations took effect.
+
+    `status` and `code` are those of the failed operation (409 `EntityAlreadyExists` for an insert of a
+    key that exists, 400 for an entity the service will not store, ...).
+    """
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(f"the transaction was refused: {status} {code}: {detail[:300]}")
+        self.status, self.code = status, code
+
+
+def submit_batch(table: TableClient, operations: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Apply up to 100 operations on entities of one partition, all or none.
+
+    Raises BatchRejected when the service refuses an operation (nothing is written), and the SDK's
+    AzureError for a failure worth trying again (a reset connection, a 5xx), like the SDK's own calls.
+    """
+    if not 0 < len(operations) <= MAX_OPERATIONS:
+        raise ValueError(f"a transaction takes 1 to {MAX_OPERATIONS} operations, got {len(operations)}")
+    if len({entity["PartitionKey"] for _, entity in operations}) != 1:
+        raise ValueError("the entities of one transaction must share a PartitionKey")
+    base = f"{table.scheme}://{table._primary_hostname}"  # the SDK's own base URL
+    batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
+    parts = [f"--{batch}\r\nContent-Type: multipart/mixed; boundary={changeset}\r\n\r\n"]
+    for operation, entity in operations:
+        parts.append(_part(changeset, base, table.table_name, operation, entity))
+    parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
+    request = HttpRequest(
+        "POST",
+        f"{base}/$batch",
+        headers={
+            "Content-Type": f"multipart/mixed; boundary={batch}",
+            "Accept": "application/json",
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "x-ms-version": table.api_version,
+        },
+        content="".join(parts).encode("utf-8"),
+    )
+    # stream=True: the pipeline would otherwise try to deserialise the multipart answer, and fail.
+    response = table._client.send_request(request, stream=True)  # the SDK's pipeline
+    response.read()
+    if response.status_code != 202:
+        response.raise_for_status()  # the SDK's HttpResponseError, with the service's error
+        raise AzureError(f"the transaction was answered {response.status_code}, not 202")
+    _check(response.content, len(operations))
+
+
+def _part(changeset: str, base: str, table: str, operation: str, entity: Mapping[str, Any]) -> str:
+    body = json.dumps(_add_entity_properties(entity), ensure_ascii=False)
+    if operation == "create":
+        line = f"POST {base}/{table} HTTP/1.1"
+    elif operation == "upsert":  # insert or replace: no If-Match header
+        keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
+        line = f"PUT {base}/{table}({keys}) HTTP/1.1"
+    else:
+        raise ValueError(f"unsupported operation {operation!r}; use one of {OPERATIONS}")
+    return (
+        f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        f"{line}\r\nContent-Type: application/json\r\nAccept: application/json;odata=minimalmetadata\r\n"
+        f"Prefer: return-no-content\r\nDataServiceVersion: 3.0\r\n\r\n{body}\r\n"
+    )
+
+
+def _key(value: str) -> str:
+    """Quote a key for the URL of one operation: single quotes doubled (OData), then percent-encoded."""
+    return quote(value.replace("'", "''"), safe="")
+
+
+def _check(content: bytes, expected: int) -> None:
+    """Read the changeset's answers: one 2xx per operation, or the one failure that undid them all."""
+    statuses = [int(status) for status in _STATUS.findall(content)]
+    failed = [status for status in statuses if status >= 300]
+    if failed:
+        code = _ERROR_CODE.search(content)
+        text = content.decode("utf-8", "replace")
+        if failed[0] >= 500 or failed[0] == 408:
+            raise AzureError(f"the transaction failed on the service's side ({failed[0]}): {text[:300]}")
+        raise BatchRejected(failed[0], code.group(1).decode() if code else "", text)
+    if len(statuses) != expected:
+        raise AzureError(f"the transaction was answered for {len(statuses)} of {expected} operations")
