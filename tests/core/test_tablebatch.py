@@ -74,7 +74,9 @@ def test_upsert_replaces_whole_entities_and_inserts_missing_ones(
     submit_batch(table, [("upsert", entity) for entity in replaced])
     stored = {entity["RowKey"]: dict(entity) for entity in table.list_entities()}
     assert set(stored) == {entity["RowKey"] for entity in first}
-    assert all(entity == {"PartitionKey": "p01", "RowKey": key, "text": "new"} for key, entity in stored.items())
+    assert all(
+        entity == {"PartitionKey": "p01", "RowKey": key, "text": "new"} for key, entity in stored.items()
+    )
 
 
 def test_an_existing_key_refuses_the_whole_transaction(tables: tuple[TableClient, TableClient]) -> None:
