@@ -53,7 +53,7 @@ from core.mapping import ColumnMapping, map_columns
 from core.paging import decode_cursor, encode_cursor, first_page
 from core.settings import Settings
 from core.storage import IMPORT_QUEUE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage, retrying
-from core.tablebatch import BatchRejected, submit_batch
+from core.tablebatch import BatchRejected, BatchTooLarge, submit_batch
 from core.tableschema import TableSchema
 from core.validation import KeyDigests, KeyRun, RowError, Validator, merge_keys
 
@@ -819,6 +819,11 @@ class _RowWriter:
         try:
             retrying(lambda: submit_batch(self.table, [("create", entity) for entity in batch]))
             outcome.inserted += len(batch)
+            return outcome
+        except BatchTooLarge:  # wide rows: two halves, each in its own transaction
+            half = len(batch) // 2
+            outcome.add(self._batch(batch[:half], row_of), 0)
+            outcome.add(self._batch(batch[half:], row_of), 0)
             return outcome
         except BatchRejected:
             pass  # some rows exist already: settle each one on its own

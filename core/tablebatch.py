@@ -25,9 +25,14 @@ from azure.data.tables import TableClient
 from azure.data.tables._serialize import _add_entity_properties
 
 MAX_OPERATIONS: Final = 100  # Table Storage's limit for one transaction
+MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # ... and for its request body
 OPERATIONS: Final = ("create", "upsert")
 _STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _ERROR_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
+
+
+class BatchTooLarge(ValueError):
+    """The operations do not fit in one transaction's 4 MiB body: send them in smaller groups."""
 
 
 class BatchRejected(Exception):
@@ -45,8 +50,9 @@ class BatchRejected(Exception):
 def submit_batch(table: TableClient, operations: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
     """Apply up to 100 operations on entities of one partition, all or none.
 
-    Raises BatchRejected when the service refuses an operation (nothing is written), and the SDK's
-    AzureError for a failure worth trying again (a reset connection, a 5xx), like the SDK's own calls.
+    Raises BatchRejected when the service refuses an operation (nothing is written), BatchTooLarge
+    before sending a body over 4 MiB, and the SDK's AzureError for a failure worth trying again (a
+    reset connection, a 5xx), like the SDK's own calls.
     """
     if not 0 < len(operations) <= MAX_OPERATIONS:
         raise ValueError(f"a transaction takes 1 to {MAX_OPERATIONS} operations, got {len(operations)}")
@@ -58,6 +64,9 @@ def submit_batch(table: TableClient, operations: Sequence[tuple[str, Mapping[str
     for operation, entity in operations:
         parts.append(_part(changeset, base, table.table_name, operation, entity))
     parts.append(f"--{changeset}--\r\n--{batch}--\r\n")
+    content = "".join(parts).encode("utf-8")
+    if len(content) > MAX_BODY_BYTES:
+        raise BatchTooLarge(f"{len(operations)} operations take {len(content):,} bytes, over 4 MiB")
     request = HttpRequest(
         "POST",
         f"{base}/$batch",
@@ -68,7 +77,7 @@ def submit_batch(table: TableClient, operations: Sequence[tuple[str, Mapping[str
             "MaxDataServiceVersion": "3.0;NetFx",
             "x-ms-version": table.api_version,
         },
-        content="".join(parts).encode("utf-8"),
+        content=content,
     )
     # stream=True: the pipeline would otherwise try to deserialise the multipart answer, and fail.
     response = table._client.send_request(request, stream=True)  # the SDK's pipeline

@@ -10,7 +10,7 @@ import pytest
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableServiceClient
 
 from core.ids import new_id
-from core.tablebatch import BatchRejected, submit_batch
+from core.tablebatch import BatchRejected, BatchTooLarge, submit_batch
 
 
 @pytest.fixture
@@ -111,3 +111,15 @@ def test_shapes_the_service_would_refuse_are_caught_before_sending(
         submit_batch(table, [("create", _entities("a", 1)[0]), ("create", _entities("b", 1)[0])])
     with pytest.raises(ValueError, match="unsupported operation"):
         submit_batch(table, [("delete", _entities("p04", 1)[0])])
+
+
+def test_a_body_over_4_mib_is_refused_before_sending(tables: tuple[TableClient, TableClient]) -> None:
+    table, _ = tables
+    wide = [
+        {"PartitionKey": "p05", "RowKey": f"{n}", "a": "x" * 30_000, "b": "y" * 30_000} for n in range(100)
+    ]
+    with pytest.raises(BatchTooLarge, match="over 4 MiB"):
+        submit_batch(table, [("create", entity) for entity in wide])
+    assert list(table.list_entities()) == []
+    submit_batch(table, [("create", entity) for entity in wide[:50]])  # half of it fits
+    assert len(list(table.list_entities())) == 50
