@@ -65,7 +65,7 @@ KEYS_PER_BUCKET: Final = 25_000
 STORED_ERRORS_PER_CHUNK: Final = 2_000
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
-APPLY_THREADS: Final = 2  # per chunk; with 4 activities at once (host.json), 8 transactions in flight
+APPLY_THREADS: Final = 4  # per chunk; with 4 activities at once (host.json), 16 transactions in flight
 CHECK_SECONDS: Final = 2.0  # how often a chunk's writer records progress and looks for a cancel
 
 
@@ -781,17 +781,22 @@ class _RowWriter:
         checked = time.monotonic()
         with ThreadPoolExecutor(APPLY_THREADS) as pool:
             futures = [(pool.submit(self._batch, batch, row_of), len(batch)) for batch in batches]
-            for position, (future, size) in enumerate(futures):
-                applied.add(future.result(), size)
-                if time.monotonic() - checked < CHECK_SECONDS or applied.rows == len(entities):
-                    continue
-                checked = time.monotonic()
-                if not self._still_wanted(chunk, applied.rows):
-                    applied.stopped = True  # cancelled: what was written stays, and is counted
-                    for later, later_size in futures[position + 1 :]:
-                        if not later.cancel():  # already running (or done): it is written
-                            applied.add(later.result(), later_size)
-                    break
+            try:
+                for position, (future, size) in enumerate(futures):
+                    applied.add(future.result(), size)
+                    if time.monotonic() - checked < CHECK_SECONDS or applied.rows == len(entities):
+                        continue
+                    checked = time.monotonic()
+                    if not self._still_wanted(chunk, applied.rows):
+                        applied.stopped = True  # cancelled: what was written stays, and is counted
+                        for later, later_size in futures[position + 1 :]:
+                            if not later.cancel():  # already running (or done): it is written
+                                applied.add(later.result(), later_size)
+                        break
+            except BaseException:
+                for future, _ in futures:  # a failed transaction fails the chunk: send no more
+                    future.cancel()
+                raise
         applied.errors.sort(key=lambda error: error.row)
         return applied
 

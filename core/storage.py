@@ -9,8 +9,9 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
+import requests
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
@@ -19,6 +20,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
+from azure.core.pipeline.transport import RequestsTransport
 from azure.data.tables import TableServiceClient, TableTransactionError
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
 from azure.storage.queue import (
@@ -27,6 +29,8 @@ from azure.storage.queue import (
     TextBase64DecodePolicy,
     TextBase64EncodePolicy,
 )
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from core.settings import StorageConfig
 
@@ -49,6 +53,11 @@ DELETE_QUEUE = "dataset-deletes"
 
 # Downloads in 4 MiB pieces: the SDK's default first GET is 32 MiB, held in memory by every reader at once.
 BLOB_OPTIONS: dict[str, Any] = {"max_single_get_size": 4 * 1024 * 1024, "max_chunk_get_size": 4 * 1024 * 1024}
+
+# Connections kept open to each service. requests keeps 10 by default; an import writes from up to
+# 4 activities x APPLY_THREADS threads while HTTP triggers and the sweepers also talk to Table Storage,
+# and a full pool closes the extra connections instead of reusing them.
+POOL_CONNECTIONS: Final = 32
 
 TABLES = (UPLOADS_TABLE, DATASETS_TABLE, JOBS_TABLE, ROW_ERRORS_TABLE, IDEMPOTENCY_TABLE)
 CONTAINERS = (UPLOADS_CONTAINER, PROFILES_CONTAINER, EXPORTS_CONTAINER, WORK_CONTAINER)
@@ -73,7 +82,9 @@ class Storage:
         if config.connection_string:
             return cls(
                 config=config,
-                tables=TableServiceClient.from_connection_string(config.connection_string),
+                tables=TableServiceClient.from_connection_string(
+                    config.connection_string, transport=_pooled_transport()
+                ),
                 blobs=BlobServiceClient.from_connection_string(config.connection_string, **BLOB_OPTIONS),
                 queues=QueueServiceClient.from_connection_string(config.connection_string),
             )
@@ -84,7 +95,9 @@ class Storage:
         assert config.table_url and config.blob_url and config.queue_url
         return cls(
             config=config,
-            tables=TableServiceClient(endpoint=config.table_url, credential=credential),
+            tables=TableServiceClient(
+                endpoint=config.table_url, credential=credential, transport=_pooled_transport()
+            ),
             blobs=BlobServiceClient(account_url=config.blob_url, credential=credential, **BLOB_OPTIONS),
             queues=QueueServiceClient(account_url=config.queue_url, credential=credential),
         )
@@ -171,6 +184,16 @@ class Storage:
                 key = self.blobs.get_user_delegation_key(now - timedelta(minutes=5), expiry)
                 self._delegation_key = (key, expiry)
             return self._delegation_key[0]
+
+
+def _pooled_transport() -> RequestsTransport:
+    """A transport like the SDK's default, with room for POOL_CONNECTIONS connections per host."""
+    session = requests.Session()
+    no_retries = Retry(total=False, redirect=False, raise_on_status=False)  # the SDK's policy retries
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_CONNECTIONS, max_retries=no_retries)
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, adapter)
+    return RequestsTransport(session=session, session_owner=True)
 
 
 def retrying(action: Callable[[], T], attempts: int = 4) -> T:
