@@ -14,6 +14,10 @@ A file that starts with a UTF-8 or UTF-16 byte order mark and then breaks that e
 Dialect. ``csv.Sniffer`` picks wrong delimiters (CPython issue 97611), so each candidate delimiter
 is scored on a sample of whole records, parsed quote-aware by the csv module itself: the share of
 records that have the most common field count, then that field count.
+
+Records. ``read_records`` returns a ``Records`` stream: iterated, it yields records one by one; its
+``take`` hands out runs of records, and a run read from lines without quotes (most files) comes as
+``Columns``, cut from one ``str.split`` of the text, for readers that work column by column (validation).
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ import csv
 import io
 import re
 from collections import Counter
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain, compress, repeat
+from itertools import chain, compress, islice, repeat
 from typing import Final, Protocol
 
 ENCODING_SNIFF_BYTES: Final = 256 * 1024
@@ -308,8 +312,15 @@ class _LineFeed:
     ``segment`` stops before such a piece and leaves it in ``plain`` for the reading loop.
     """
 
-    def __init__(self, text: Iterable[str], dialect: Dialect, limits: _Limits) -> None:
-        self.pieces = _split_lines(text, limits.max_record_chars)
+    def __init__(self, text: Iterable[str], dialect: Dialect, limits: _Limits, wanted: _Wanted) -> None:
+        def piece_chars() -> int:
+            # Split into tables, text without quotes goes in bigger pieces: fewer runs of records cross two
+            # tables. Within max_field_chars, no field of a piece can be too long: no need to look.
+            if wanted.tables:
+                return max(PIECE_CHARS, min(_TABLE_PIECES * PIECE_CHARS, limits.max_field_chars))
+            return PIECE_CHARS
+
+        self.pieces = _split_lines(text, limits.max_record_chars, piece_chars)
         self.quote = dialect.quote_char
         self.max_record_chars = limits.max_record_chars
         self.max_field_chars = limits.max_field_chars
@@ -374,31 +385,280 @@ class _LineFeed:
         return found
 
 
-def read_records(
-    text: Iterable[str], dialect: Dialect, *, max_columns: int, max_field_chars: int
-) -> Iterator[list[str]]:
-    """Yield the records of decoded CSV text, skipping blank lines; refuse malformed input with a reason."""
+def read_records(text: Iterable[str], dialect: Dialect, *, max_columns: int, max_field_chars: int) -> Records:
+    """Return the records of decoded CSV text, skipping blank lines; refuse malformed input with a reason."""
     # Errors number rows as a spreadsheet does (the first record, header or not, is row 1) and lines
     # as an editor does, so a person can find the spot either way. Records come in lists, read on as one
     # stream in C; a list ends before a malformed record, whose error comes when the stream reaches it.
-    return chain.from_iterable(_record_lists(text, dialect, _Limits(max_columns, max_field_chars)))
+    return Records(text, dialect, _Limits(max_columns, max_field_chars))
 
 
-def _record_lists(text: Iterable[str], dialect: Dialect, limits: _Limits) -> Iterator[list[list[str]]]:
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Consecutive records of one width, column by column: ``cells[j][i]`` is field j of the i-th record."""
+
+    cells: list[list[str]]
+    count: int
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def width(self) -> int:
+        """Return the number of fields of each record."""
+        return len(self.cells)
+
+    def records(self) -> list[list[str]]:
+        """Return the records, row by row."""
+        return list(map(list, zip(*self.cells, strict=True)))
+
+
+Part = list[list[str]] | Columns
+
+
+class _Table:
+    """Records of one width read from lines without quotes: all their cells in one list, a NUL after each
+    record's (see _plain_table). Columns of any run of its records are strided slices of that list."""
+
+    __slots__ = ("cells", "count", "start", "width")
+
+    def __init__(self, cells: list[str], width: int, count: int) -> None:
+        self.cells = cells
+        self.width = width
+        self.count = count
+        self.start = 0  # records before it are taken
+
+    def take(self, limit: int) -> Columns:
+        """Return up to limit next records as columns."""
+        stride = self.width + 1
+        end = min(self.start + limit, self.count)
+        first, stop = self.start * stride, end * stride
+        columns = [self.cells[first + column : stop : stride] for column in range(self.width)]
+        taken = Columns(columns, end - self.start)
+        self.start = end
+        return taken
+
+    def rest(self) -> list[list[str]]:
+        """Return the records not taken yet, row by row."""
+        stride, width = self.width + 1, self.width
+        cells = self.cells
+        return [
+            cells[first : first + width] for first in range(self.start * stride, self.count * stride, stride)
+        ]
+
+
+_Pending = list[list[str]] | _Table
+
+
+class _Wanted:
+    """What the reader of a Records stream wants from pieces without quotes: records or tables."""
+
+    __slots__ = ("tables",)
+
+    def __init__(self) -> None:
+        self.tables = False
+
+
+class Records(Iterator[list[str]]):
+    """The records of a CSV text, one by one, or a run at a time with ``take``.
+
+    Iterating yields records at C speed. ``take`` hands out runs of records, and gives a run read from lines
+    without quotes as ``Columns``, split straight from the text: no list per record and no transposing for
+    a reader that works column by column, as validation does. Once iterated, take gives lists of records.
+    """
+
+    def __init__(self, text: Iterable[str], dialect: Dialect, limits: _Limits) -> None:
+        self._wanted = _Wanted()
+        self._parts = _record_parts(text, dialect, limits, self._wanted)
+        self._pending: _Pending | None = None
+        self._failure: CsvFormatError | None = None
+        self._stream: Iterator[list[str]] | None = None
+
+    def __iter__(self) -> Iterator[list[str]]:
+        if self._stream is None:
+            self._wanted.tables = False
+            pending, self._pending = self._pending, None
+            if isinstance(pending, _Table):
+                pending = pending.rest()
+            rest = (
+                _failing(self._failure)
+                if self._failure is not None
+                else chain.from_iterable(map(_as_records, self._parts))
+            )
+            self._stream = chain(pending or (), rest)
+        return self._stream
+
+    def __next__(self) -> list[str]:
+        if self._stream is not None:
+            return next(self._stream)
+        taken = self.take(1)
+        if not taken:
+            raise StopIteration
+        return taken.records()[0] if isinstance(taken, Columns) else taken[0]
+
+    def take(self, limit: int) -> Part:
+        """Return up to limit next records, as Columns if they come from lines without quotes; [] at the end.
+
+        A malformed record ends the run before it; its CsvFormatError comes with the next call.
+        """
+        if self._stream is not None:
+            return list(islice(self._stream, limit))
+        self._wanted.tables = True
+        first = self._next_part()
+        if first is None:
+            return []
+        if isinstance(first, _Table):
+            return self._take_columns(first, limit)
+        return self._take_records(first, limit)
+
+    def _next_part(self) -> _Pending | None:
+        """Return the next part of the stream (what an earlier take left first); None at the end."""
+        if self._pending is not None:
+            part, self._pending = self._pending, None
+            return part
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        return next(self._parts, None)
+
+    def _more(self) -> _Pending | None:
+        """Return the next part, keeping a failure for the next take: what came before it is handed out."""
+        try:
+            return self._next_part()
+        except CsvFormatError as exc:
+            self._failure = exc
+            return None
+
+    def _take_columns(self, table: _Table, limit: int) -> Columns:
+        taken = table.take(limit)
+        if table.start < table.count:
+            self._pending = table
+            return taken
+        runs = [taken]
+        count = taken.count
+        while count < limit:  # the table ran out: go on with the next one of the same width
+            part = self._more()
+            if not isinstance(part, _Table) or part.width != table.width:
+                self._pending = part
+                break
+            runs.append(part.take(limit - count))
+            count += runs[-1].count
+            if part.start < part.count:
+                self._pending = part
+        return runs[0] if len(runs) == 1 else _joined_columns(runs, count)
+
+    def _take_records(self, first: list[list[str]], limit: int) -> list[list[str]]:
+        taken = first
+        while len(taken) < limit:
+            part = self._more()
+            if not isinstance(part, list):
+                self._pending = part
+                break
+            taken = taken + part
+        if len(taken) > limit:
+            taken, self._pending = taken[:limit], taken[limit:]
+        return taken
+
+
+def _as_records(part: _Pending) -> list[list[str]]:
+    return part.rest() if isinstance(part, _Table) else part
+
+
+def _failing(failure: CsvFormatError) -> Iterator[list[str]]:
+    """Yield nothing, then raise failure: a stream that stopped there."""
+    yield from ()
+    raise failure
+
+
+def _joined_columns(runs: list[Columns], count: int) -> Columns:
+    """Return consecutive runs of one width as one."""
+    joined = [list(column) for column in runs[0].cells]
+    for run in runs[1:]:
+        for column, more in zip(joined, run.cells, strict=True):
+            column += more
+    return Columns(joined, count)
+
+
+def _record_parts(
+    text: Iterable[str], dialect: Dialect, limits: _Limits, wanted: _Wanted
+) -> Iterator[_Pending]:
     _allow_field_chars(limits.max_field_chars)
-    feed = _LineFeed(text, dialect, limits)
+    feed = _LineFeed(text, dialect, limits, wanted)
     row = 0
     while True:
         row = yield from _read_segment(feed, dialect, limits, row)
         piece = feed.plain
         if piece is None:
             return
+        part = _plain_table(piece, feed, dialect, limits) if wanted.tables else None
+        if part is not None:
+            count = part.count if isinstance(part, _Table) else len(part)
+            if count:
+                yield part
+            row += count
+            continue
         records, reason = _split_plain(piece, feed, dialect, limits, row)
         if records:
             yield records
         if reason is not None:
             raise CsvFormatError(reason)
         row += len(records)
+
+
+_TABLE_PIECES: Final = 3  # a table's piece is this many pieces long (see _LineFeed)
+_LINE_MARK: Final = "\x00"  # a plain piece holds no NUL (see _LineFeed._needs_no_reader)
+
+
+def _plain_table(
+    piece: str, feed: _LineFeed, dialect: Dialect, limits: _Limits
+) -> _Table | list[list[str]] | None:
+    """Split a plain piece into a _Table if its lines all have the same number of fields, else into records.
+
+    Every line end becomes a delimiter, a NUL cell and a delimiter, so one str.split gives all cells, a NUL
+    every width + 1 cells exactly when every line has width fields; else the NULs show where records end.
+    None when a record may break a limit (or a CR ends a line on its own): _split_plain reads the piece then.
+    """
+    delimiter = dialect.delimiter
+    if delimiter in (_LINE_MARK, "\n", "\r") or not piece.endswith("\n"):
+        return None
+    mark = f"{delimiter}{_LINE_MARK}{delimiter}"
+    if "\r" in piece:  # CRLF line ends; a CR or an LF on its own leaves the piece to _split_plain
+        marked = piece.replace("\r\n", mark)
+        if "\r" in marked or "\n" in marked:
+            return None
+        lines = len(marked) - len(piece)
+    else:
+        marked = piece.replace("\n", mark)
+        lines = (len(marked) - len(piece)) // 2
+    cells = marked.split(delimiter)
+    if len(piece) > limits.max_field_chars and max(map(len, cells)) > limits.max_field_chars:
+        return None
+    stride = cells.index(_LINE_MARK) + 1
+    width = stride - 1
+    if len(cells) == lines * stride + 1 and cells[width::stride].count(_LINE_MARK) == lines:
+        if width > limits.max_columns or (width == 1 and "" in cells[: len(cells) - 1]):
+            return None  # too wide, or blank lines (csv.reader skips them)
+        feed.fed = feed.record_end = feed.fed + lines
+        return _Table(cells, width, lines)
+    records = _records_between_marks(cells)
+    if max(map(len, records)) > limits.max_columns:
+        return None
+    feed.fed = feed.record_end = feed.fed + lines
+    if [""] in records:  # blank lines: csv.reader skips them
+        records = [record for record in records if record != [""]]
+    return records
+
+
+def _records_between_marks(cells: list[str]) -> list[list[str]]:
+    """Return the records of the cells of a marked piece (see _plain_table): the runs between NULs."""
+    ends: list[int] = []
+    end = -1
+    last = len(cells) - 1  # the empty text after the last line end
+    while end + 1 < last:
+        end = cells.index(_LINE_MARK, end + 1)
+        ends.append(end)
+    starts = [0, *(end + 1 for end in ends[:-1])]
+    return list(map(cells.__getitem__, map(slice, starts, ends)))
 
 
 def _read_segment(
@@ -518,12 +778,14 @@ def _too_long(row: int, line: int, column: int | None, max_field_chars: int) -> 
     return f"{where}: the field is longer than {max_field_chars:,} characters, the limit."
 
 
-def _split_lines(texts: Iterable[str], max_line_chars: int) -> Iterator[str | list[str]]:
+def _split_lines(
+    texts: Iterable[str], max_line_chars: int, piece_chars: Callable[[], int]
+) -> Iterator[str | list[str]]:
     """Yield pieces of whole lines, as a file opened with newline="" reads them, whatever the chunks.
 
-    A long text is cut into pieces of about PIECE_CHARS: csv.reader reads the lines of a small piece while
-    they are still in the processor's cache. What is left unfinished at the end of the text comes last, as a
-    list of one line: it is read as one line even if it holds a CR.
+    A long text is cut into pieces of about piece_chars() (PIECE_CHARS): csv.reader reads the lines of a
+    small piece while they are still in the processor's cache. What is left unfinished at the end of the text
+    comes last, as a list of one line: it is read as one line even if it holds a CR.
     """
     pending: list[str] = []
     pending_chars = 0
@@ -541,7 +803,7 @@ def _split_lines(texts: Iterable[str], max_line_chars: int) -> Iterator[str | li
             text = "".join(pending)
             pending, pending_chars = [], 0
         start = 0
-        while (cut := text.find("\n", start + PIECE_CHARS) + 1) > 0:  # a line ends right after each LF
+        while (cut := text.find("\n", start + piece_chars()) + 1) > 0:  # a line ends right after each LF
             yield text[start:cut]
             start = cut
         # The last line is unfinished unless it ends with LF: a CR may be followed by the LF of a CRLF.

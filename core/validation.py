@@ -41,13 +41,15 @@ import itertools
 import math
 import operator
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
-from itertools import chain, compress, islice, repeat
+from itertools import compress, islice, repeat
 from operator import attrgetter, is_, itemgetter
 from typing import Any, Final
 
+from core.csvformat import Columns, Records
 from core.mapping import ColumnMapping
 from core.tableschema import (
     DATE_RE,
@@ -72,7 +74,7 @@ from core.tableschema import (
 VALUE_CHARS: Final = 200
 MESSAGE_VALUE_CHARS: Final = 60
 MAX_PLAIN_KEY_CHARS: Final = 40
-BATCH_ROWS: Final = 256
+BATCH_ROWS: Final = 512
 DEFAULT_CHUNK_ROWS: Final = 10_000
 
 Problem = tuple[int, str, str]  # offset in the batch, error code, message text after the value
@@ -97,6 +99,33 @@ class RowError:
             "message": self.message,
             "value": self.value,
         }
+
+
+class _RowErrorDraft:
+    """RowError's layout without its frozen __setattr__, to build errors fast (see _row_error)."""
+
+    __slots__ = RowError.__slots__
+    row: int
+    column: str
+    code: str
+    message: str
+    value: str
+
+
+def _row_error(row: int, column: str, code: str, message: str, value: str) -> RowError:
+    """Return RowError(row, column, code, message, value), built three times faster.
+
+    A frozen dataclass sets each field through object.__setattr__, the slowest way to set an attribute, and
+    errors come by the thousand; a draft with the same slots is filled and then given RowError's class.
+    """
+    draft = _RowErrorDraft()
+    draft.row = row
+    draft.column = column
+    draft.code = code
+    draft.message = message
+    draft.value = value
+    draft.__class__ = RowError  # type: ignore[assignment]
+    return draft  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -188,15 +217,19 @@ def _where(flags: Iterable[object]) -> list[int]:
 
 
 def _positions(items: list[Any], target: object) -> list[int]:
-    """Return the offsets of `target` (None, True or False) in items, scanning in C."""
+    """Return the offsets of `target` (None, True, False or a sentinel) in items, scanning in C.
+
+    target is put at the end for the time of the scan, so the last look finds it instead of raising.
+    """
     positions: list[int] = []
-    index = -1
-    try:
-        while True:
-            index = items.index(target, index + 1)
-            positions.append(index)
-    except ValueError:
-        return positions
+    end = len(items)
+    items.append(target)
+    index = items.index(target)
+    while index < end:
+        positions.append(index)
+        index = items.index(target, index + 1)
+    items.pop()
+    return positions
 
 
 # A column reader returns the cells' typed values, the offsets of the cells that are certainly not of the
@@ -228,11 +261,11 @@ def _parsed(parse: Callable[[str], Any], cells: Sequence[str]) -> tuple[list[Any
 
 
 def _cells_at(text: str, positions: Iterable[int]) -> list[int]:
-    """Return the offsets of the cells of text ("\n"-joined cells) holding the (ascending) positions."""
+    """Return the offsets of the cells of text (","-joined cells) holding the (ascending) positions."""
     offsets: list[int] = []
     offset = last = 0
     for position in positions:
-        offset += text.count("\n", last, position)
+        offset += text.count(",", last, position)
         last = position
         if not offsets or offsets[-1] != offset:
             offsets.append(offset)
@@ -240,33 +273,39 @@ def _cells_at(text: str, positions: Iterable[int]) -> list[int]:
 
 
 def _strays(
-    cells: Sequence[str], failed: list[int], grammar: dict[int, int | None], odd: Finder
+    cells: Sequence[str], failed: list[int], grammar: dict[int, int | None], odd: Finder, extras: str
 ) -> list[int]:
-    """Return the offsets, beyond failed, of cells holding a character outside a grammar (or a line break).
+    """Return the offsets, beyond failed, of cells holding a character outside a grammar.
 
-    grammar deletes the characters the grammar is made of and the line break; odd finds the others.
+    extras are the ASCII characters outside the grammar that the parser (int, float) takes. Text without
+    them nor non-ASCII characters needs no further look: substring tests (memchr) are cheaper still than
+    str.translate. The cells are joined with commas, which the parsers refuse: a cell holding one is among
+    the failed. grammar deletes the characters the grammar is made of and the comma; odd finds the others.
     """
-    text = "\n".join(cells)
-    if text.count("\n") != len(cells) - 1:  # a cell holds a line break: check cell by cell
-        refused = set(failed)
-        return [
-            offset
-            for offset, cell in enumerate(cells)
-            if offset not in refused and ("\n" in cell or cell.translate(grammar))
-        ]
+    text = ",".join(cells)
+    if text.isascii() and not any(char in text for char in extras):
+        return []
     strays = text.translate(grammar)  # str.translate runs in C, far faster than a regex scan
     if not strays or len(strays) == sum(len(cells[offset].translate(grammar)) for offset in failed):
         return []  # every stray character is in a cell the parser refused already
     refused = set(failed)
+    if text.count(",") != len(cells) - 1:  # a refused cell holds a comma: look cell by cell
+        return [
+            offset for offset, cell in enumerate(cells) if offset not in refused and cell.translate(grammar)
+        ]
     return [
         offset for offset in _cells_at(text, (found.start() for found in odd(text))) if offset not in refused
     ]
 
 
-_INTEGER_GRAMMAR: Final = str.maketrans("", "", "0123456789+-\n")
-_NUMBER_GRAMMAR: Final = str.maketrans("", "", "0123456789+-.eE\n")
-_INTEGER_ODD: Final = re.compile(r"[^0-9+\-\n]+").finditer
-_NUMBER_ODD: Final = re.compile(r"[^0-9+\-.eE\n]+").finditer
+# int() and float() also take whitespace around and "_" between digits; float() also takes inf, nan and
+# infinity in any case, all of which hold an "n".
+_INTEGER_EXTRAS: Final = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f_"
+_NUMBER_EXTRAS: Final = _INTEGER_EXTRAS + "nN"
+_INTEGER_GRAMMAR: Final = str.maketrans("", "", "0123456789+-,")
+_NUMBER_GRAMMAR: Final = str.maketrans("", "", "0123456789+-.eE,")
+_INTEGER_ODD: Final = re.compile(r"[^0-9+\-,]+").finditer
+_NUMBER_ODD: Final = re.compile(r"[^0-9+\-.eE,]+").finditer
 _SPECIAL_NUMBER_TEXTS: Final = frozenset(("NaN", "INF", "-INF"))
 
 
@@ -274,7 +313,7 @@ def _integer_column(cells: Sequence[str]) -> ColumnRead:
     # int() also takes spaces, underscores and non-ASCII digits; a cell made of [0-9+-] that int() reads
     # is exactly one INTEGER_RE matches. The 64-bit range is checked on the typed column (_int64_check).
     values, failed = _parsed(int, cells)
-    strays = _strays(cells, failed, _INTEGER_GRAMMAR, _INTEGER_ODD)
+    strays = _strays(cells, failed, _INTEGER_GRAMMAR, _INTEGER_ODD, _INTEGER_EXTRAS)
     for offset in strays:
         values[offset] = None
     return values, failed + strays, []
@@ -284,7 +323,7 @@ def _number_column(cells: Sequence[str]) -> ColumnRead:
     # Made of [0-9+-.eE], what float() reads is exactly what NUMBER_RE matches. NaN and INF, which float()
     # reads too, are read again (they are numbers); what float() refuses is no number.
     values, failed = _parsed(float, cells)
-    strays = _strays(cells, failed, _NUMBER_GRAMMAR, _NUMBER_ODD)
+    strays = _strays(cells, failed, _NUMBER_GRAMMAR, _NUMBER_ODD, _NUMBER_EXTRAS)
     for offset in strays:
         values[offset] = None
     special = [offset for offset in strays if cells[offset] in _SPECIAL_NUMBER_TEXTS]
@@ -445,7 +484,7 @@ def _boolean_column(table: dict[str, bool]) -> ColumnReader:
 
     def read(cells: Sequence[str]) -> ColumnRead:
         values = list(map(get, cells))
-        return values, _where(map(is_, values, repeat(None))), []
+        return values, _positions(values, None), []
 
     return read
 
@@ -804,7 +843,9 @@ def _enum_constraint(item: Field) -> list[_Constraint]:
 
 
 def _int64_check(values: list[Any], span: _Span) -> list[int]:
-    if span.low >= INT64_MIN and span.high <= INT64_MAX:
+    # No value is larger than the sum of all of them in magnitude, which sum() adds in C while it fits in 64
+    # bits: one pass, where min and max are two.
+    if sum(map(abs, values)) <= INT64_MAX or (span.low >= INT64_MIN and span.high <= INT64_MAX):
         return []
     return [offset for offset, value in enumerate(values) if not INT64_MIN <= value <= INT64_MAX]
 
@@ -860,6 +901,10 @@ class _FieldRule:
         )
         cheap = self.identity or item.type == "boolean"  # remembering costs as much as reading these
         self._remembered = None if cheap and not self.constraints else _Remembered(self._check)
+        # Where the field refuses every missing value, missing cells come out among the refused ones: no
+        # scan for them first, while they are few (each costs a refusal).
+        self.missing_refused = all(self.read_one(value)[1] is not None for value in missing)
+        self.look_for_missing = not self.missing_refused
 
     def read_one(self, cell: str) -> tuple[Any, str | None, str]:
         """Read and check one present cell: (typed value or None, error code or None, detail)."""
@@ -888,7 +933,14 @@ class _FieldRule:
         return self._check(cells)
 
     def _check(self, cells: Sequence[str]) -> tuple[list[Any], list[Problem]]:
+        if not self.look_for_missing:
+            typed, problems = self._check_present(cells)
+            if problems:
+                problems = self._sort_out_missing(cells, problems)
+            return typed, problems
         has_missing = "" in cells if self.only_empty_missing else not self.missing.isdisjoint(cells)
+        if self.missing_refused and not has_missing:
+            self.look_for_missing = False
         if not has_missing:
             return self._check_present(cells)
         if self.only_empty_missing:
@@ -910,6 +962,21 @@ class _FieldRule:
         if self.required:
             problems.extend((offset, "required", "") for offset in gaps)
         return _spread(typed, flags, gaps), problems
+
+    def _sort_out_missing(self, cells: Sequence[str], problems: list[Problem]) -> list[Problem]:
+        """Turn the refusals of missing cells into what a missing cell gets: nothing, or "required"."""
+        missing = self.missing
+        gaps = [offset for offset, _code, _detail in problems if cells[offset] in missing]
+        if not gaps:
+            return problems
+        self.look_for_missing = len(gaps) * _MANY_MISSING_SHARE > len(cells)
+        if self.required:
+            gap_set = set(gaps)
+            return [
+                (offset, "required", "") if offset in gap_set else (offset, code, detail)
+                for offset, code, detail in problems
+            ]
+        return [problem for problem in problems if cells[problem[0]] not in missing]
 
     def _check_present(self, cells: Sequence[str]) -> tuple[list[Any], list[Problem]]:
         if not cells:
@@ -948,32 +1015,51 @@ class _FieldRule:
         return problems
 
 
+_MANY_MISSING_SHARE: Final = 16  # more than 1 cell in 16 missing: look for missing cells first
 _MEMO_ENTRIES: Final = 512
 _MEMO_CELL_CHARS: Final = 64
 _OTHER: Final = object()
+
+
+class _Verdicts(dict[str, Any]):
+    """The typed value of each cell known good, _OTHER for a cell known bad or unknown.
+
+    d[cell] is cheaper than d.get(cell, default); known bad cells are in it, so only unknown ones cost a
+    __missing__ call.
+    """
+
+    __slots__ = ()
+
+    def __missing__(self, cell: str) -> Any:
+        return _OTHER
 
 
 class _Remembered:
     """Verdicts on a field's distinct short cells, for columns that repeat a few values (codes, dates, flags).
 
     A cell seen before costs one dict lookup instead of parsing and checking. A column is read through it
-    only while that pays: a first batch of mostly distinct cells, or a full memory (_MEMO_ENTRIES cells of
-    at most _MEMO_CELL_CHARS characters) that knows less than half a batch, turns it off for good.
+    only while that pays: a first batch of nearly all distinct cells (more than 7 in 8), or a full memory
+    (_MEMO_ENTRIES cells of at most _MEMO_CELL_CHARS characters) that knows less than half a batch, turns it
+    off for good. A few hundred distinct values (the days of a year) fill the memory over a few batches.
     """
 
     def __init__(self, check: Callable[[Sequence[str]], tuple[list[Any], list[Problem]]]) -> None:
         self.check_cells = check
-        self.values: dict[str, Any] = {}
-        self.faults: dict[str, tuple[str, str]] = {}
+        self.values: dict[str, Any] = _Verdicts()  # every cell remembered
+        self.faults: dict[str, tuple[str, str]] = {}  # the bad ones: (code, detail)
         self.on = True
 
     def check(self, cells: Sequence[str]) -> tuple[list[Any], list[Problem]]:
         """Read and check a column as check_cells does, from memory where the cell is known."""
-        typed = list(map(self.values.get, cells, repeat(_OTHER)))
+        if not self.values:  # nothing known yet: no look-ups, only learning
+            first_typed, first_problems = self.check_cells(cells)
+            self._remember(cells, first_typed, first_problems, len(cells))
+            return first_typed, first_problems
+        typed = list(map(self.values.__getitem__, cells))
         problems: list[Problem] = []
         unknown: list[int] = []
         faults = self.faults
-        for offset in _where(map(is_, typed, repeat(_OTHER))):
+        for offset in _positions(typed, _OTHER):
             fault = faults.get(cells[offset])
             if fault is None:
                 unknown.append(offset)
@@ -989,27 +1075,29 @@ class _Remembered:
         values, found = self.check_cells(cells)
         for offset, value in zip(offsets, values, strict=True):
             typed[offset] = value
-        faulty: dict[int, tuple[str, str]] = {}
-        for index, code, detail in found:
-            problems.append((offsets[index], code, detail))
-            faulty[index] = (code, detail)
-        known = len(self.values) + len(self.faults)
-        batch = len(typed)
-        if (known == 0 and len(set(cells)) * 2 > batch) or (
+        problems.extend((offsets[index], code, detail) for index, code, detail in found)
+        self._remember(cells, values, found, len(typed))
+
+    def _remember(self, cells: Sequence[str], values: list[Any], found: list[Problem], batch: int) -> None:
+        """Remember the verdicts on cells (new to the memory, from a batch of batch cells), if that pays."""
+        known = len(self.values)
+        if (known == 0 and len(set(cells)) * 8 > batch * 7) or (
             known >= _MEMO_ENTRIES and len(cells) * 2 > batch
         ):
             self.on = False
             self.values, self.faults = {}, {}
             return
+        faulty = {index: (code, detail) for index, code, detail in found}
         for index, cell in enumerate(cells):
             if known >= _MEMO_ENTRIES:
                 return
-            if len(cell) > _MEMO_CELL_CHARS or cell in self.values or cell in self.faults:
+            if len(cell) > _MEMO_CELL_CHARS or cell in self.values:
                 continue
             fault = faulty.get(index)
             if fault is None:
                 self.values[cell] = values[index]
             else:
+                self.values[cell] = _OTHER
                 self.faults[cell] = fault
             known += 1
 
@@ -1076,7 +1164,9 @@ class _KeyCollector:
         flags = bytearray(b"\x01") * count
         for offset in bad:
             flags[offset] = 0
-        if any(None in part for part in parts):
+        # all() is a quick look for a None (a bad or missing key part); a false value (0, "") only costs the
+        # exact look.
+        if not all(map(all, parts)) and any(None in part for part in parts):
             keep = [all(part[offset] is not None for part in parts) for offset in range(count)]
             offsets: Sequence[int] = list(compress(range(count), keep))
             parts = [list(compress(part, keep)) for part in parts]
@@ -1105,13 +1195,16 @@ class _KeyCollector:
         if keys and isinstance(keys[0], str) and max(map(len, keys)) > MAX_PLAIN_KEY_CHARS:
             keys = list(map(_key_text, keys))
         values = self.values
-        if values and max(map(len, values)) > VALUE_CHARS:
+        if values and len(max(values, key=len)) > VALUE_CHARS:
             values = [value[:VALUE_CHARS] for value in values]
+        ordered = sorted(keys)
+        if ordered == keys:  # keys often come in order (ascending ids): nothing to move
+            return KeyRun(self.code, self.columns, keys, self.rows, values, bytes(self.valid))
         gather = _gatherer(sorted(range(len(keys)), key=keys.__getitem__))
         return KeyRun(
             code=self.code,
             columns=self.columns,
-            keys=gather(keys),
+            keys=ordered,
             rows=gather(self.rows),
             values=gather(values),
             valid=bytes(gather(self.valid)),
@@ -1126,9 +1219,25 @@ def _gatherer(order: list[int]) -> Callable[[Sequence[Any]], list[Any]]:
     return lambda items: list(getter(items))
 
 
+# Errors of a ragged row: (field position, column, code, message, value).
+Structural = tuple[tuple[int, str, str, str, str], ...]
+Taker = Callable[[int], Sequence[Sequence[str]] | Columns]
+
+
+def _taker(rows: Iterable[Sequence[str]]) -> Taker:
+    """Return a function giving the next rows, up to a count; [] at the end.
+
+    read_records' stream gives runs of lines without quotes as Columns, which skip the transposing.
+    """
+    if isinstance(rows, Records):
+        return rows.take
+    iterator = iter(rows)
+    return lambda count: list(islice(iterator, count))
+
+
 @dataclass
 class _Chunk:
-    errors: list[tuple[int, int, RowError]] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)  # in row order, then field order
     invalid: int = 0
     valid_rows: list[dict[str, Any]] = field(default_factory=list)
     valid_row_numbers: list[int] = field(default_factory=list)
@@ -1171,12 +1280,10 @@ class Validator:
         keep_rows: bool = False,
     ) -> Iterator[ChunkResult]:
         """Validate rows in consecutive chunks of chunk_rows, yielding each chunk's result."""
-        iterator = iter(rows)
+        take = _taker(rows)
         while True:
             # Rows stream through in batches; a chunk is never held as a whole.
-            result = self.validate_chunk(
-                islice(iterator, chunk_rows), first_row=first_row, keep_rows=keep_rows
-            )
+            result = self._validate(take, chunk_rows, first_row, keep_rows)
             if result.row_count == 0:
                 return
             yield result
@@ -1186,22 +1293,34 @@ class Validator:
         self, rows: Iterable[Sequence[str]], *, first_row: int, keep_rows: bool = True
     ) -> ChunkResult:
         """Validate one chunk whose first row has the 1-based data row number first_row."""
+        return self._validate(_taker(rows), None, first_row, keep_rows)
+
+    def _validate(self, take: Taker, limit: int | None, first_row: int, keep_rows: bool) -> ChunkResult:
+        """Validate the next rows from take, up to limit (all if None), as one chunk."""
         collectors = [
             _KeyCollector(code, positions, [self.schema.fields[p] for p in positions])
             for code, positions in self._key_specs
         ]
         chunk = _Chunk()
-        iterator = iter(rows)
         row = first_row
-        while batch := list(islice(iterator, self.batch_rows)):
-            self._batch(batch, row, chunk, collectors, keep_rows)
-            row += len(batch)
-        chunk.errors.sort(key=itemgetter(0, 1))
+        left = limit
+        while left is None or left > 0:
+            part = take(self.batch_rows if left is None else min(self.batch_rows, left))
+            if not part:
+                break
+            if isinstance(part, Columns) and part.width == self.width:
+                self._rows(part.cells, part.count, row, chunk, collectors, keep_rows, ())
+            else:
+                self._batch(
+                    part.records() if isinstance(part, Columns) else part, row, chunk, collectors, keep_rows
+                )
+            row += len(part)
+            left = None if left is None else left - len(part)
         return ChunkResult(
             first_row=first_row,
             row_count=row - first_row,
             invalid_count=chunk.invalid,
-            errors=[error for _, _, error in chunk.errors],
+            errors=chunk.errors,
             valid_rows=chunk.valid_rows,
             valid_row_numbers=chunk.valid_row_numbers,
             keys=KeyDigests(tuple(collector.run() for collector in collectors)),
@@ -1209,7 +1328,7 @@ class Validator:
 
     def _batch(
         self,
-        batch: list[Sequence[str]],
+        batch: Sequence[Sequence[str]],
         first_row: int,
         chunk: _Chunk,
         collectors: list[_KeyCollector],
@@ -1217,18 +1336,20 @@ class Validator:
     ) -> None:
         width = self.width
         if set(map(len, batch)) == {width}:
-            self._rows(batch, first_row, chunk, collectors, keep_rows, ())
+            self._record_rows(batch, first_row, chunk, collectors, keep_rows, ())
             return
         # Ragged rows are rare: runs of regular rows go through as usual, each ragged row on its own.
         start = 0
         for offset, record in enumerate(batch):
             if len(record) != width:
                 if start < offset:
-                    self._rows(batch[start:offset], first_row + start, chunk, collectors, keep_rows, ())
+                    self._record_rows(
+                        batch[start:offset], first_row + start, chunk, collectors, keep_rows, ()
+                    )
                 self._ragged(record, first_row + offset, chunk, collectors, keep_rows)
                 start = offset + 1
         if start < len(batch):
-            self._rows(batch[start:], first_row + start, chunk, collectors, keep_rows, ())
+            self._record_rows(batch[start:], first_row + start, chunk, collectors, keep_rows, ())
 
     def _ragged(
         self,
@@ -1256,19 +1377,30 @@ class Validator:
                 f"({len(record)} cells; the header has {width} columns)."
             )
             extra.append((position, name, "missingCell", detail, ""))
-        self._rows([fitted], row, chunk, collectors, keep_rows, tuple(extra))
+        self._record_rows([fitted], row, chunk, collectors, keep_rows, tuple(extra))
 
-    def _rows(
+    def _record_rows(
         self,
         batch: Sequence[Sequence[str]],
         first_row: int,
         chunk: _Chunk,
         collectors: list[_KeyCollector],
         keep_rows: bool,
-        structural: tuple[tuple[int, str, str, str, str], ...],
+        structural: Structural,
     ) -> None:
-        count = len(batch)
         columns = list(zip(*batch, strict=True))
+        self._rows(columns, len(batch), first_row, chunk, collectors, keep_rows, structural)
+
+    def _rows(
+        self,
+        columns: Sequence[Sequence[str]],
+        count: int,
+        first_row: int,
+        chunk: _Chunk,
+        collectors: list[_KeyCollector],
+        keep_rows: bool,
+        structural: Structural,
+    ) -> None:
         absent = {entry[0] for entry in structural if entry[2] == "missingCell"}
         typed_columns: list[list[Any]] = []
         problems: list[tuple[int, list[Problem]]] = []  # (field position, its column's problems)
@@ -1292,34 +1424,49 @@ class Validator:
         if keep_rows:
             self._keep(typed_columns, first_row, bad, chunk)
 
-    def _cells(self, columns: list[tuple[str, ...]], position: int, count: int) -> Sequence[str]:
+    def _cells(self, columns: Sequence[Sequence[str]], position: int, count: int) -> Sequence[str]:
         source = self._rules[position].source
         return columns[source] if source is not None else ("",) * count
 
     def _record_errors(
         self,
-        columns: list[tuple[str, ...]],
+        columns: Sequence[Sequence[str]],
         first_row: int,
         problems: list[tuple[int, list[Problem]]],
-        structural: tuple[tuple[int, str, str, str, str], ...],
+        structural: Structural,
         chunk: _Chunk,
     ) -> None:
-        errors = chunk.errors
-        for position, found in problems:
-            rule = self._rules[position]
+        """Add the batch's errors to the chunk in row order, then field order (a cell has one problem)."""
+        found = [
+            (offset, position, code, detail)
+            for position, column_problems in problems
+            for offset, code, detail in column_problems
+        ]
+        found.sort()
+        rules = self._rules
+        errors: list[RowError] = []
+        for offset, position, code, detail in found:  # by the thousand: no call but _row_error
+            rule = rules[position]
             name = rule.name
-            cells = columns[rule.source] if rule.source is not None else ()
-            for offset, code, detail in found:
-                cell = cells[offset]
-                row = first_row + offset
-                if code == "required":
-                    message = f'Row {row}, column "{name}": a value is required.'
-                else:
-                    message = f'Row {row}, column "{name}": "{_shown(cell)}" {detail}.'
-                errors.append((row, position, RowError(row, name, code, message, cell[:VALUE_CHARS])))
-        for position, column, code, message, value in structural:
-            error = RowError(first_row, column, code, message, value[:VALUE_CHARS])
-            errors.append((first_row, position, error))
+            cell = columns[rule.source][offset] if rule.source is not None else ""
+            row = first_row + offset
+            if code == "required":
+                message = f'Row {row}, column "{name}": a value is required.'
+            else:
+                shown = cell if len(cell) <= MESSAGE_VALUE_CHARS else _shown(cell)
+                message = f'Row {row}, column "{name}": "{shown}" {detail}.'
+            errors.append(_row_error(row, name, code, message, cell[:VALUE_CHARS]))
+        if structural:  # one ragged row: its structural errors go among its cells' errors, by field
+            errors.extend(
+                _row_error(first_row, column, code, message, value[:VALUE_CHARS])
+                for _position, column, code, message, value in structural
+            )
+            positions = [position for _offset, position, _code, _detail in found]
+            positions.extend(entry[0] for entry in structural)
+            errors = [
+                error for _position, error in sorted(zip(positions, errors, strict=True), key=itemgetter(0))
+            ]
+        chunk.errors.extend(errors)
 
     def _keep(self, typed_columns: list[list[Any]], first_row: int, bad: set[int], chunk: _Chunk) -> None:
         names = self._names
@@ -1362,14 +1509,17 @@ def _duplicates(runs: list[KeyRun]) -> list[Duplicate]:
     Sorting all keys at once merges the sorted runs in C and shows which keys repeat; only those are looked
     up in the runs, and their occurrences put in merge order: key, row, run, offset in the run.
     """
-    keys = sorted(chain.from_iterable(run.keys for run in runs))
-    later = keys[1:]
-    repeated = set(compress(later, map(operator.eq, later, keys)))
+    keys: list[Any] = []
+    for run in runs:
+        keys += run.keys
+    keys.sort()
+    # Sorted, a key's occurrences stand together; two or more take an even and an odd place.
+    repeated = set(keys[::2]).intersection(keys[1::2])
     if not repeated:
         return []
     seen: list[tuple[Any, int, int, int]] = []
     for index, run in enumerate(runs):
-        for position in compress(range(len(run.keys)), map(repeated.__contains__, run.keys)):
+        for position in _positions_of(run.keys, repeated):
             seen.append((run.keys[position], run.rows[position], index, position))
     seen.sort()
     found: list[Duplicate] = []
@@ -1381,6 +1531,25 @@ def _duplicates(runs: list[KeyRun]) -> list[Duplicate]:
         elif row != first:  # the same row handed in twice (overlapping chunks) is not a duplicate
             found.append((row, first, runs[index], position))
     return found
+
+
+def _positions_of(keys: list[Any], wanted: set[Any]) -> Iterable[int]:
+    """Return the positions of the wanted keys in sorted keys, ascending.
+
+    A run holds each of its keys together, so the positions come from bisection: a look-up per wanted
+    key the run holds, not per key of the run.
+    """
+    held = wanted.intersection(keys)
+    if len(held) * _BISECTIONS_PER_SCAN > len(keys):
+        return compress(range(len(keys)), map(wanted.__contains__, keys))
+    positions: list[int] = []
+    for key in sorted(held):
+        start = bisect_left(keys, key)
+        positions.extend(range(start, bisect_right(keys, key, start)))
+    return positions
+
+
+_BISECTIONS_PER_SCAN: Final = 8  # a bisection costs about what 8 keys of a scan cost
 
 
 def find_duplicates(chunk_digests: Iterable[KeyDigests]) -> list[RowError]:
@@ -1396,4 +1565,4 @@ def _duplicate_error(code: str, columns: tuple[str, ...], row: int, first: int, 
         what = "values in this column must be unique"
     label = "column" if len(columns) == 1 else "columns"
     message = f'Row {row}, {label} "{column}": "{_shown(value)}" is already used by row {first}; {what}.'
-    return RowError(row, column, code, message, value)
+    return _row_error(row, column, code, message, value)

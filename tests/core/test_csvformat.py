@@ -422,3 +422,81 @@ def test_long_fields_in_wide_records_are_refused_as_line_by_line_reading_does(
     expected = outcome(old_read_records(iter(chunks), COMMA, **options))
     assert expected[1] is not None
     assert outcome(read_records(iter(chunks), COMMA, **options)) == expected
+
+
+def taken_outcome(
+    records: csvformat.Records, limits: list[int], switch: int
+) -> tuple[list[list[str]], str | None]:
+    """Return what take() hands out (columns as records), limits[i] at a time, then iterating after switch."""
+    seen: list[list[str]] = []
+    try:
+        for count, limit in enumerate(limits * 50):
+            if count == switch:
+                seen.extend(records)
+                break
+            part = records.take(limit)
+            if not part:
+                break
+            if isinstance(part, csvformat.Columns):
+                assert 0 < part.count <= limit
+                assert all(len(column) == part.count for column in part.cells)
+                part = part.records()
+            assert len(part) <= limit
+            seen.extend(part)
+        seen.extend(records)  # nothing is left unless take stopped early
+    except CsvFormatError as exc:
+        return seen, exc.reason
+    return seen, None
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    CSV_TEXT
+    | st.lists(
+        st.sampled_from(["a,b,c\n", "1,2,3\r\n", "x,,\n", "4,5\n", "\n", "\r\n", "6,7,8,9\n", "y\rz\n"])
+    ).map("".join),
+    st.lists(st.integers(min_value=0, max_value=120), max_size=8),
+    LIMITS,
+    st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=4),
+    st.integers(min_value=0, max_value=60),
+    st.sampled_from([1, 2, 5, 16, csvformat.PIECE_CHARS]),
+)
+def test_taking_runs_of_records_agrees_with_reading_line_by_line(
+    text: str, cuts: list[int], limits: tuple[int, int], takes: list[int], switch: int, piece_chars: int
+) -> None:
+    bounds = sorted({0, len(text), *(min(cut, len(text)) for cut in cuts)})
+    chunks = [text[start:end] for start, end in pairwise(bounds)]
+    max_columns, max_field_chars = limits
+    options = {"max_columns": max_columns, "max_field_chars": max_field_chars}
+    with mock.patch.object(csvformat, "PIECE_CHARS", piece_chars):
+        expected = outcome(old_read_records(iter(chunks), COMMA, **options))
+        assert taken_outcome(read_records(iter(chunks), COMMA, **options), takes, switch) == expected
+
+
+def test_a_header_read_with_next_leaves_the_rest_in_columns() -> None:
+    text = "id,name\n" + "".join(f"{n},n{n}\n" for n in range(2000))
+    records = read_records(iter([text]), COMMA, max_columns=9, max_field_chars=65_536)
+    assert next(records) == ["id", "name"]
+    run = records.take(300)
+    assert isinstance(run, csvformat.Columns)
+    assert (run.count, run.cells[0][:2], run.cells[1][-1]) == (300, ["0", "1"], "n299")
+    assert list(records)[:1] == [["300", "n300"]]  # iterating goes on where take stopped
+
+
+@pytest.mark.parametrize(
+    ("text", "columns"),
+    [
+        ("a,b\r\n1,2\r\n3,4\r\n", True),  # CRLF line ends
+        ("a,b\n1,2\n3\n4,5,6\n\n7,8\n", False),  # ragged and blank lines: records, read from one split
+        ("a,b\r1,2\n", False),  # a CR on its own ends a line too
+    ],
+)
+def test_runs_taken_from_lines_without_quotes_are_the_records_read_one_by_one(
+    text: str, columns: bool
+) -> None:
+    options = {"max_columns": 9, "max_field_chars": 65_536}
+    run = read_records(iter([text]), COMMA, **options).take(100)
+    assert isinstance(run, csvformat.Columns) is columns
+    taken = run.records() if isinstance(run, csvformat.Columns) else run
+    expected = [record for record in csv.reader(io.StringIO(text, newline="")) if record]
+    assert taken == list(read_records(iter([text]), COMMA, **options)) == expected

@@ -8,16 +8,21 @@ import re
 from datetime import UTC, date, datetime
 from itertools import repeat
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core import csvformat
+from core.csvformat import Dialect, read_records
 from core.errors import Invalid
 from core.mapping import ColumnMapping, map_columns, normalise_header
 from core.tableschema import (
     DURATION_RE,
     EMAIL_RE,
+    INTEGER_RE,
+    NUMBER_RE,
     URI_RE,
     UUID_RE,
     YEARMONTH_RE,
@@ -27,6 +32,8 @@ from core.tableschema import (
 from core.validation import (
     _ASCII_SPACE,
     _ASCII_TWINS,
+    _INTEGER_EXTRAS,
+    _NUMBER_EXTRAS,
     VALUE_CHARS,
     ChunkResult,
     KeyDigests,
@@ -37,6 +44,8 @@ from core.validation import (
     _FieldRule,
     _line_safe,
     _parsed,
+    _positions_of,
+    _row_error,
     _unmatched,
     find_duplicates,
     merge_keys,
@@ -529,7 +538,7 @@ def test_merging_by_one_sort_finds_what_the_k_way_merge_finds(
         assert _duplicates(runs) == heap_merge(runs)
 
 
-CELL_TEXT = st.text(alphabet="0123456789+-.eE:TZ _/@a x\n\u0661", max_size=12) | st.sampled_from(
+CELL_TEXT = st.text(alphabet="0123456789+-.eE:TZ _/@a x\n\u0661,", max_size=12) | st.sampled_from(
     ["2024-02-29", "2024-02-30", "2024-01-01T00:00:00Z", "12:30:00", "1e999", "NaN", "INF", "a@b.co", "true"]
 )
 FIELDS = [
@@ -711,3 +720,105 @@ def test_validate_stream_numbers_rows_across_chunks() -> None:
     assert [(result.first_row, result.row_count) for result in results] == [(1, 10), (11, 10), (21, 5)]
     assert [error.row for result in results for error in result.errors] == [7, 8, 15, 16, 23, 24]
     assert all(result.valid_rows == [] for result in results)  # the validation phase keeps no rows
+
+
+STREAM_SCHEMA = schema_of(
+    {"name": "id", "type": "integer"},
+    {"name": "day", "type": "date", "constraints": {"maximum": "2024-06-30"}},
+    {"name": "flag", "type": "boolean"},
+    {"name": "code", "constraints": {"pattern": "[A-Z]{2}", "unique": True}},
+    primaryKey="id",
+)
+STREAM_CELLS = st.tuples(
+    st.sampled_from(["1", "2", "3", "02", "x", "", "4"]),
+    st.sampled_from(["2024-01-05", "2024-07-01", "2024-02-30", "", "soon"]),
+    st.sampled_from(["true", "false", "", "maybe"]),
+    st.sampled_from(["AB", "CD", "ab", "", "AB"]),
+).map(list)
+STREAM_ROWS = st.lists(STREAM_CELLS | st.lists(st.sampled_from(["1", "AB", ""]), max_size=6), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    STREAM_ROWS,
+    st.integers(min_value=1, max_value=25),
+    st.integers(min_value=1, max_value=9),
+    st.booleans(),
+    st.integers(min_value=1, max_value=40),
+)
+def test_validating_the_columns_read_records_hands_out_agrees_with_validating_rows(
+    rows: list[list[str]], chunk_rows: int, batch_rows: int, keep_rows: bool, piece_chars: int
+) -> None:
+    text = "".join(",".join(row) + "\n" for row in [list(STREAM_SCHEMA.field_names), *rows])
+    dialect = Dialect(delimiter=",", quote_char='"', header=True)
+    validator = Validator(
+        STREAM_SCHEMA, map_columns(STREAM_SCHEMA, list(STREAM_SCHEMA.field_names)), batch_rows=batch_rows
+    )
+
+    def results(columns: bool) -> list[ChunkResult]:
+        records = read_records(iter([text]), dialect, max_columns=20, max_field_chars=100)
+        next(records)
+        stream = records if columns else list(records)
+        return list(validator.validate_stream(stream, chunk_rows=chunk_rows, keep_rows=keep_rows))
+
+    with mock.patch.object(csvformat, "PIECE_CHARS", piece_chars):
+        by_columns = results(columns=True)
+    assert by_columns == results(columns=False)
+    assert merge_keys(result.keys for result in by_columns).errors == find_duplicates(
+        result.keys for result in results(columns=False)
+    )
+
+
+def test_row_errors_built_fast_are_row_errors() -> None:
+    error = _row_error(3, "id", "type", "message", "x")
+    assert type(error) is RowError
+    assert error == RowError(3, "id", "type", "message", "x")
+    assert hash(error) == hash(RowError(3, "id", "type", "message", "x"))
+    with pytest.raises(AttributeError):
+        error.row = 4  # type: ignore[misc]
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=40), max_size=300).map(sorted),
+    st.sets(st.integers(min_value=0, max_value=45), max_size=20),
+)
+def test_positions_of_keys_by_bisection_agree_with_a_scan(keys: list[int], wanted: set[int]) -> None:
+    assert list(_positions_of(keys, wanted)) == [offset for offset, key in enumerate(keys) if key in wanted]
+
+
+def test_a_column_of_a_few_hundred_values_is_read_from_memory_alike() -> None:
+    schema = schema_of({"name": "f", "type": "date", "constraints": {"minimum": "2024-01-03"}})
+    rule = _FieldRule(schema.fields[0], 0, frozenset(schema.missing_values))
+    rng = random.Random(4)
+    days = [f"2024-{month:02d}-{day:02d}" for month in range(1, 13) for day in range(1, 31)]
+    for _ in range(12):
+        cells = [rng.choice(days) for _ in range(256)]
+        typed, problems = rule.check(cells)
+        expected = [rule.read_one(cell) for cell in cells]
+        assert typed == [value for value, _code, _detail in expected]
+        wanted = [(offset, code, detail) for offset, (_value, code, detail) in enumerate(expected) if code]
+        assert sorted(problems) == wanted
+    remembered = rule._remembered
+    assert remembered is not None and remembered.on  # the memory pays: 360 distinct days
+
+
+NUMERIC_TEXT = st.text(alphabet=st.characters(max_codepoint=127), max_size=10) | st.sampled_from(
+    ["inf", "-Infinity", "NAN", "1_000", " 5", "5\n", "1e5", ".5", "5.", "+.5e-3", "0x10", "1j"]
+)
+
+
+@given(NUMERIC_TEXT)
+def test_what_int_and_float_take_without_their_extra_characters_is_in_the_grammar(text: str) -> None:
+    for parse, extras, grammar in ((int, _INTEGER_EXTRAS, INTEGER_RE), (float, _NUMBER_EXTRAS, NUMBER_RE)):
+        if any(char in text for char in extras):
+            continue
+        try:
+            parse(text)
+        except ValueError:
+            continue
+        assert grammar.fullmatch(text) is not None
+
+
+def test_the_extra_characters_include_all_ascii_whitespace() -> None:
+    spaces = {chr(code) for code in range(128) if chr(code).isspace()}
+    assert spaces <= set(_INTEGER_EXTRAS) and spaces <= set(_NUMBER_EXTRAS)
