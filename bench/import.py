@@ -16,7 +16,7 @@ Uses bench/validate.py's file (10 columns, ~1 % invalid cells) and Table Schema,
    the best is the ceiling. Target: Loadbay / ceiling >= 0.7.
 3. The devhost's peak memory (VmHWM) after a `--rows` import and after a `--big-rows` import, each in its
    own devhost and Azurite. Target: big / small <= 1.25. `--skip-million` skips the big import (slow:
-   15+ minutes on two cores); one still running after `--big-timeout` seconds is reported with its
+   about 9 minutes on two cores); one still running after `--big-timeout` seconds is reported with its
    peak so far (a lower bound).
 
 Logs: test-output/bench-import-devhost-<rows>.log. CPU seconds of the devhost and of Azurite are printed
