@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 MODES: Final = ("insert", "upsert", "replace")
 DECISIONS: Final = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}
 KEYS_PER_BUCKET: Final = 25_000
+ALL_DUPS: Final = "dups-all"  # the union of the buckets' duplicate rows, stored by the review
 STORED_ERRORS_PER_CHUNK: Final = 2_000
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
@@ -621,7 +622,10 @@ def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
         }
     summed = _summed(storage, job)
     totals = summed["totals"]
-    invalid = totals["invalid"] + len(_dup_rows(storage, job))
+    duplicates = _bucket_dup_rows(storage, job)
+    if int(job.get("buckets") or 0):  # stored before the status changes: a re-run writes it again
+        _work_blob(storage, job_id, ALL_DUPS).upload_blob(json.dumps(duplicates).encode(), overwrite=True)
+    invalid = totals["invalid"] + len(duplicates)
     counts = {
         "rows": totals["rows"],
         "valid": totals["rows"] - invalid,
@@ -682,18 +686,34 @@ def decide_import(*, storage: Storage, job_id: str, timed_out: bool) -> dict[str
 def _dup_rows(storage: Storage, job: Job, chunk: ChunkPlan | None = None) -> set[int]:
     """Return the rows that repeat a key (in `chunk`, or in the whole file), otherwise valid.
 
+    The review stores their union once (`dups-all`), so each applied chunk reads one small blob rather
+    than every bucket's; an import stopped before its review adds up the buckets.
+    """
+    if not int(job.get("buckets") or 0):
+        return set()
+    try:
+        found = json.loads(_work_blob(storage, job.id, ALL_DUPS).download_blob().readall())
+    except ResourceNotFoundError:
+        found = _bucket_dup_rows(storage, job)
+    if chunk is None:
+        return set(found)
+    return {row for row in found if chunk.first_row <= row < chunk.first_row + chunk.rows}
+
+
+def _bucket_dup_rows(storage: Storage, job: Job) -> list[int]:
+    """Add up the key buckets' duplicate rows, ascending.
+
     A row can repeat its primary key and a unique value, whose keys fall into different buckets: the
     union, not the sum, of the buckets' rows is what counts.
     """
     found: set[int] = set()
-    low, high = (chunk.first_row, chunk.first_row + chunk.rows) if chunk else (0, 1 << 62)
     for bucket in range(int(job.get("buckets") or 0)):
         try:
             data = _work_blob(storage, job.id, f"dups-{bucket:05d}").download_blob().readall()
         except ResourceNotFoundError:
             continue
-        found.update(row for row in json.loads(data) if low <= row < high)
-    return found
+        found.update(json.loads(data))
+    return sorted(found)
 
 
 @dataclass
