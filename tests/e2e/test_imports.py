@@ -254,6 +254,54 @@ def test_duplicate_keys_across_chunks_are_row_errors(api: Api) -> None:
     assert api.get(f"/api/datasets/{dataset_id}/rows/5").json()["values"]["name"] == "Person 5"
 
 
+def _repeated_keys_file() -> bytes:
+    """150 rows (three chunks) with repeated keys of every kind; see the test below."""
+    lines = people_csv(150, bad={3: ("age", "old")}).decode().splitlines()
+    lines[101] = lines[5].replace("Person 5", "Again 5")  # repeats id 5, whose first row is valid
+    lines[120] = lines[3].replace("Person 3,", "Again 3,").replace(",old,", ",33,")  # first row invalid
+    lines[130] = lines[130].replace("p130@", "p10@")  # its own id, but row 10's email (a unique field)
+    lines[140] = lines[60].replace("Person 60", "Again 60")  # id 60 three times
+    lines[145] = lines[60].replace("Person 60", "Third 60")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("seeded", [False, True], ids=["empty-dataset", "seeded-dataset"])
+def test_repeated_keys_keep_each_first_valid_row(api: Api, seeded: bool) -> None:
+    """Into an empty dataset the import loads its own table while validating and then settles repeated
+    keys; into a seeded one it writes while applying. Both end with the same rows."""
+    schema = {**PEOPLE, "fields": [dict(item) for item in PEOPLE["fields"]]}
+    schema["fields"][2]["constraints"] = {"unique": True}
+    dataset_id = api.create_dataset(schema)
+    if seeded:
+        seed = api.start_import(dataset_id, api.profiled(people_csv(1, start=9000)), autoApply=True)
+        assert api.wait_for_import(seed)["status"] == "completed"
+    job_id = api.start_import(dataset_id, api.profiled(_repeated_keys_file()), autoApply=True)
+    job = api.wait_for_import(job_id, ("awaiting_review",))
+    errors = api.get(f"/api/imports/{job_id}/errors").json()["items"]
+    codes: dict[int, set[str]] = {}
+    for error in errors:
+        codes.setdefault(error["row"], set()).add(error["code"])
+    both = {"primaryKey", "unique"}  # a copied row repeats the id and the email
+    assert codes == {3: {"type"}, 101: both, 120: both, 130: {"unique"}, 140: both, 145: both}
+    api.post(f"/api/imports/{job_id}/approve")
+    job = api.wait_for_import(job_id)
+    assert job["status"] == "completed", job
+    assert job["counts"] == {
+        "rows": 150,
+        "valid": 144,
+        "invalid": 6,
+        "inserted": 144,
+        "updated": 0,
+        "unchanged": 0,
+    }
+    found = {int(row["key"]): row["values"]["name"] for row in api.all_rows(dataset_id)}
+    expected = {n: f"Person {n}" for n in range(1, 151) if n not in (3, 101, 120, 130, 140, 145)}
+    if seeded:
+        expected[9000] = "Person 9000"
+    assert found == expected
+    assert api.get(f"/api/datasets/{dataset_id}").json()["rowCount"] == len(expected)
+
+
 def test_insert_upsert_and_replace(api: Api) -> None:
     dataset_id = api.create_dataset(PEOPLE)
     assert (
