@@ -3,29 +3,23 @@
 The job entity (``core.jobs``) is the truth users see. The steps, each safe to run twice:
 
 1. ``plan_import``: read the file once, cut it into chunks of whole records (``core.chunking``) and
-   record each chunk's byte range and first row; status ``validating``. A ``replace`` import, or one
-   into an empty dataset, is *staged*: it loads a table of its own, which the end switches the dataset
-   to, so readers see the old rows or the new, never a mix.
+   record each chunk's byte range and first row; status ``validating``.
 2. ``validate_chunk`` (in parallel): read only the chunk's bytes, validate them, store the row errors
-   and the chunk's counts; with key constraints, store the chunk's sorted keys split into buckets. A
-   staged chunk also writes its valid rows now, while other chunks validate.
-3. ``merge_key_bucket`` (one per bucket, in parallel): find keys used twice anywhere in the file; the
-   later rows are invalid. Buckets hold ``KEYS_PER_BUCKET`` keys, so memory does not grow with the file.
+   and the chunk's counts; with key constraints, store the chunk's sorted keys split into buckets.
+3. ``merge_keys`` (one per bucket, in parallel): find keys used twice anywhere in the file; the later
+   rows are invalid. Buckets hold ``KEYS_PER_BUCKET`` keys, so memory does not grow with the file.
 4. ``review_import``: add the counts up; ``awaiting_review`` unless ``autoApply`` and nothing is
    invalid. The orchestration waits for a decision (``decide_import``) or the review window to end.
 5. ``apply_chunk`` (in parallel): validate the chunk again (cheap next to writing), drop duplicates,
    and write the rows in transactions of ≤ 100 entities of one partition. Every row carries the job id
-   and what the job did to it, so a re-run counts a row it wrote before the same way. A staged chunk
-   only settles the keys that rows of other chunks repeat.
+   and what the job did to it, so a re-run counts a row it wrote before the same way.
 6. ``finalize_import``: counts, status, and in the same transaction the dataset's row count, its
-   release and, when staged, the switch to the new table (any other end drops that table).
+   release and, for ``replace``, the switch to the new table.
 """
 
 from __future__ import annotations
 
 import csv
-import dataclasses
-import functools
 import io
 import itertools
 import json
@@ -61,7 +55,7 @@ from core.settings import Settings
 from core.storage import IMPORT_QUEUE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage, retrying
 from core.tablebatch import BatchRejected, BatchTooLarge, submit_batch
 from core.tableschema import TableSchema
-from core.validation import ChunkResult, KeyDigests, KeyRun, RowError, Validator, merge_keys
+from core.validation import KeyDigests, KeyRun, RowError, Validator, merge_keys
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +63,6 @@ MODES: Final = ("insert", "upsert", "replace")
 DECISIONS: Final = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}
 KEYS_PER_BUCKET: Final = 25_000
 ALL_DUPS: Final = "dups-all"  # the union of the buckets' duplicate rows, stored by the review
-ALL_KEPT: Final = "kept-all"  # the first rows of repeated primary keys that stay valid, stored by the review
 STORED_ERRORS_PER_CHUNK: Final = 2_000
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
@@ -413,8 +406,6 @@ def plan_import(*, storage: Storage, settings: Settings, job_id: str) -> dict[st
         )
     total = sum(chunk.rows for chunk in chunks)
     buckets = max(1, -(-total // KEYS_PER_BUCKET)) if _key_constraints(ctx.schema) else 0
-    # Nothing writes to the dataset's rows while the import holds it, so "empty" stays true until the end.
-    staged = job.get("mode") == "replace" or _empty(storage, ctx.dataset.rows_table)
     jobs.change_job(
         storage,
         job_id,
@@ -425,27 +416,12 @@ def plan_import(*, storage: Storage, settings: Settings, job_id: str) -> dict[st
                 "rowsTotal": total,
                 "chunks": len(chunks),
                 "buckets": buckets,
-                "staged": staged,
-                "rowsTable": rows.rows_table_name(job.dataset_id, job_id) if staged else job.get("rowsTable"),
             }
             if current.status == jobs.QUEUED
             else None
         ),
     )
     return {"chunks": len(chunks), "buckets": buckets, "rows": total}
-
-
-def _empty(storage: Storage, table_name: str) -> bool:
-    pages = storage.tables.get_table_client(table_name).list_entities(results_per_page=1, select=["RowKey"])
-    try:
-        return not any(True for _ in next(pages.by_page()))
-    except ResourceNotFoundError:
-        return True
-
-
-def _staged(job: Job) -> bool:
-    """Say whether the import loads a table of its own (see `validate_chunk`), switched to at the end."""
-    return bool(job.get("staged"))
 
 
 def _key_constraints(schema: TableSchema) -> bool:
@@ -491,90 +467,36 @@ def _blob(storage: Storage, job: Job, chunk: ChunkPlan | None) -> Iterator[bytes
 
 
 def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
-    """Validate one chunk: store its row errors, counts and key buckets. Safe to run twice.
-
-    A staged import (``replace``, or into an empty dataset) also writes the chunk's valid rows to its own
-    table now, while other chunks validate: nobody reads that table before the import completes, and a
-    rejected, expired, cancelled or failed import drops it. Rows whose key another chunk repeats are
-    settled by ``apply_chunk`` once the merge knows them.
-    """
+    """Validate one chunk: store its row errors, counts and key buckets. Safe to run twice."""
     ctx = _context(storage, job_id)
     if ctx.job.status in jobs.FINISHED or ctx.job.get("cancelRequested"):
         return {"cancelled": True}
     chunk, _ = _chunk(storage, ctx.job, index)
-    staged = _staged(ctx.job)
     validator = Validator(ctx.schema, ctx.mapping)
     result = validator.validate_chunk(
-        _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=staged
+        _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=False
     )
     if result.row_count != chunk.rows:
         raise RuntimeError(
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
         )
-    errors, invalid, keys = result.errors, result.invalid_count, result.keys
-    if staged:
-        # The merge finds repeated keys later; a row repeating a key of its own chunk is never the first.
-        entities, numbers = _entities(ctx, result, skip=set(), first_of_key=True)
-        writer = _RowWriter(storage, ctx, op="upsert", status=jobs.VALIDATING, progress="stagedRows")
-        staged_rows = writer.write(entities, numbers, chunk)
-        if staged_rows.stopped:
-            return {"cancelled": True}
-        if staged_rows.errors:  # rows too large for Table Storage are invalid like any other
-            errors = sorted(errors + staged_rows.errors, key=lambda error: error.row)
-            invalid += len(staged_rows.errors)
-            keys = _without_rows(keys, {error.row for error in staged_rows.errors})
-    stored = errors[:STORED_ERRORS_PER_CHUNK]
+    stored = result.errors[:STORED_ERRORS_PER_CHUNK]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
-    offsets = _store_key_buckets(storage, ctx.job, index, keys)
+    offsets = _store_key_buckets(storage, ctx.job, index, result.keys)
     jobs.datasets_table(storage).upsert_entity(
         {
             "PartitionKey": ctx.job.dataset_id,
             "RowKey": jobs.chunk_row(job_id, index),
             "validatedRows": result.row_count,
-            "invalid": invalid,
-            "errorCounts": _counts_json(errors),
+            "invalid": result.invalid_count,
+            "errorCounts": _counts_json(result.errors),
             "errorsStored": len(stored),
-            "errorsFound": len(errors),
+            "errorsFound": len(result.errors),
             "keyOffsets": json.dumps(offsets),
         },
         mode=UpdateMode.MERGE,
     )
-    return {"rows": result.row_count, "invalid": invalid}
-
-
-def _entities(
-    ctx: _Context,
-    result: ChunkResult,
-    *,
-    skip: set[int],
-    only: set[int] | None = None,
-    first_of_key: bool = False,
-) -> tuple[list[dict[str, Any]], list[int]]:
-    """Build the entities of a chunk's valid rows (but `skip`; only `only` if given), with their rows;
-    `first_of_key` leaves out the later rows of a key the chunk repeats."""
-    entities, numbers = [], []
-    job_id = ctx.job.id
-    seen: set[str] = set()
-    for number, values in zip(result.valid_row_numbers, result.valid_rows, strict=True):
-        if number in skip or (only is not None and number not in only):
-            continue
-        key = rows.api_key(ctx.schema, values) if ctx.schema.primary_key else f"{job_id}-{number:010d}"
-        if first_of_key:
-            if key in seen:
-                continue
-            seen.add(key)
-        entities.append(rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i"))
-        numbers.append(number)
-    return entities, numbers
-
-
-def _without_rows(digests: KeyDigests, invalid: set[int]) -> KeyDigests:
-    """Mark rows found invalid after validation as such in the key runs (a repeat of them adds no error)."""
-    runs = []
-    for run in digests.runs:
-        flags = bytes(0 if row in invalid else flag for row, flag in zip(run.rows, run.valid, strict=True))
-        runs.append(dataclasses.replace(run, valid=flags))
-    return KeyDigests(tuple(runs))
+    return {"rows": result.row_count, "invalid": result.invalid_count}
 
 
 def _counts_json(errors: list[RowError]) -> str:
@@ -641,8 +563,9 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
     merged = merge_keys(digests)
     stored = merged.errors[:STORED_ERRORS_PER_CHUNK]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
-    found = {"rows": merged.newly_invalid_rows, "kept": merged.kept}
-    _work_blob(storage, job_id, f"dups-{bucket:05d}").upload_blob(json.dumps(found).encode(), overwrite=True)
+    _work_blob(storage, job_id, f"dups-{bucket:05d}").upload_blob(
+        json.dumps(merged.newly_invalid_rows).encode(), overwrite=True
+    )
     jobs.datasets_table(storage).upsert_entity(
         {
             "PartitionKey": ctx.job.dataset_id,
@@ -699,12 +622,9 @@ def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
         }
     summed = _summed(storage, job)
     totals = summed["totals"]
-    duplicates, kept = _bucket_dup_rows(storage, job)
-    if int(job.get("buckets") or 0):  # stored before the status changes: a re-run writes them again
+    duplicates = _bucket_dup_rows(storage, job)
+    if int(job.get("buckets") or 0):  # stored before the status changes: a re-run writes it again
         _work_blob(storage, job_id, ALL_DUPS).upload_blob(json.dumps(duplicates).encode(), overwrite=True)
-        invalid_rows = set(duplicates)  # a first row that repeats a unique value keeps nothing
-        kept = [[row, key] for row, key in kept if row not in invalid_rows]
-        _work_blob(storage, job_id, ALL_KEPT).upload_blob(json.dumps(kept).encode(), overwrite=True)
     invalid = totals["invalid"] + len(duplicates)
     counts = {
         "rows": totals["rows"],
@@ -774,36 +694,26 @@ def _dup_rows(storage: Storage, job: Job, chunk: ChunkPlan | None = None) -> set
     try:
         found = json.loads(_work_blob(storage, job.id, ALL_DUPS).download_blob().readall())
     except ResourceNotFoundError:
-        found, _ = _bucket_dup_rows(storage, job)
+        found = _bucket_dup_rows(storage, job)
     if chunk is None:
         return set(found)
     return {row for row in found if chunk.first_row <= row < chunk.first_row + chunk.rows}
 
 
-def _bucket_dup_rows(storage: Storage, job: Job) -> tuple[list[int], list[list[Any]]]:
-    """Add up the key buckets' duplicate rows, ascending, and their kept first rows ([row, key]).
+def _bucket_dup_rows(storage: Storage, job: Job) -> list[int]:
+    """Add up the key buckets' duplicate rows, ascending.
 
     A row can repeat its primary key and a unique value, whose keys fall into different buckets: the
     union, not the sum, of the buckets' rows is what counts.
     """
     found: set[int] = set()
-    kept: list[list[Any]] = []
     for bucket in range(int(job.get("buckets") or 0)):
         try:
-            data = json.loads(_work_blob(storage, job.id, f"dups-{bucket:05d}").download_blob().readall())
+            data = _work_blob(storage, job.id, f"dups-{bucket:05d}").download_blob().readall()
         except ResourceNotFoundError:
             continue
-        found.update(data["rows"])
-        kept += data["kept"]
-    return sorted(found), sorted(kept)
-
-
-def _kept(storage: Storage, job: Job) -> dict[int, str]:
-    """Return the first rows of repeated primary keys that stay valid, with their keys (stored at review)."""
-    if not int(job.get("buckets") or 0):
-        return {}
-    data = _work_blob(storage, job.id, ALL_KEPT).download_blob().readall()
-    return {int(row): key for row, key in json.loads(data)}
+        found.update(json.loads(data))
+    return sorted(found)
 
 
 @dataclass
@@ -833,11 +743,20 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     chunk, entity = _chunk(storage, job, index)
     if entity.get("applied"):
         return {"rows": int(entity.get("appliedRows") or 0)}
-    if _staged(job):
-        return _settle_staged_chunk(storage, ctx, chunk, entity)
-    result = _revalidated(storage, ctx, chunk)
-    entities, numbers = _entities(ctx, result, skip=_dup_rows(storage, job, chunk))
-    writer = _RowWriter(storage, ctx, op="create", status=jobs.APPLYING, progress="appliedRows")
+    result = Validator(ctx.schema, ctx.mapping).validate_chunk(
+        _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
+    )
+    skip = _dup_rows(storage, job, chunk)
+    mode = job.get("mode")
+    entities = []
+    numbers = []
+    for number, values in zip(result.valid_row_numbers, result.valid_rows, strict=True):
+        if number in skip:
+            continue
+        key = rows.api_key(ctx.schema, values) if ctx.schema.primary_key else f"{job_id}-{number:010d}"
+        entities.append(rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i"))
+        numbers.append(number)
+    writer = _RowWriter(storage, job, ctx.schema, mode, job.get("rowsTable"))
     applied = writer.write(entities, numbers, chunk)
     errors = applied.errors
     rowerrors.store(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
@@ -858,73 +777,11 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     return {"rows": applied.rows, "inserted": applied.inserted, "cancelled": applied.stopped}
 
 
-def _revalidated(storage: Storage, ctx: _Context, chunk: ChunkPlan) -> ChunkResult:
-    """Validate a chunk again, keeping its typed rows (cheap next to writing them)."""
-    return Validator(ctx.schema, ctx.mapping).validate_chunk(
-        _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
-    )
-
-
-def _settle_staged_chunk(storage: Storage, ctx: _Context, chunk: ChunkPlan, entity: Any) -> dict[str, Any]:
-    """Settle the keys a staged chunk wrote that other rows repeat (its other rows are in place already).
-
-    Validation wrote every otherwise-valid row, so a later row that repeats a key may have overwritten the
-    first. The first row of a repeated primary key, when it stays valid ("kept"), is written again; a
-    repeating row whose key keeps no row (its first row is invalid, or it repeats a unique value) is
-    deleted. No key is both written and deleted, so chunks settle in any order, and twice.
-    """
-    duplicates = _dup_rows(storage, ctx.job, chunk)
-    kept = _kept(storage, ctx.job)
-    kept_here = {row for row in kept if chunk.first_row <= row < chunk.first_row + chunk.rows}
-    outcome = _Applied()
-    if duplicates or kept_here:
-        result = _revalidated(storage, ctx, chunk)
-        entities, numbers = _entities(ctx, result, skip=set(), only=kept_here)
-        writer = _RowWriter(storage, ctx, op="upsert", status=jobs.APPLYING, progress="appliedRows")
-        outcome = writer.write(entities, numbers, chunk)
-        if outcome.stopped:
-            return {"cancelled": True}
-        key_of = _primary_keys(result.keys)
-        kept_keys = set(kept.values())
-        losers, numbers = _entities(ctx, result, skip=set(), only=duplicates)
-        table = storage.tables.get_table_client(ctx.job.get("rowsTable"))
-        for loser, number in zip(losers, numbers, strict=True):
-            if key_of.get(number) not in kept_keys:  # the key's first row writes it again otherwise
-                retrying(functools.partial(table.delete_entity, loser["PartitionKey"], loser["RowKey"]))
-    valid = int(entity.get("validatedRows") or 0) - int(entity.get("invalid") or 0) - len(duplicates)
-    jobs.datasets_table(storage).upsert_entity(
-        {
-            "PartitionKey": ctx.job.dataset_id,
-            "RowKey": jobs.chunk_row(ctx.job.id, chunk.index),
-            "applied": True,
-            "appliedRows": valid,
-        },
-        mode=UpdateMode.MERGE,
-    )
-    return {"rows": valid}
-
-
-def _primary_keys(digests: KeyDigests) -> dict[int, str]:
-    """Return each row's canonical primary key, as the merge compares them (empty without a primary key)."""
-    for run in digests.runs:
-        if run.code == "primaryKey":
-            return dict(zip(run.rows, run.keys, strict=True))
-    return {}
-
-
 class _RowWriter:
-    """Writes rows in ≤ 100-entity transactions per partition, several at once, counting what it did.
+    """Writes rows in ≤ 100-entity transactions per partition, several at once, counting what it did."""
 
-    `op` is "create" (a row that exists already is settled on its own: ours from an earlier run, an
-    update for upsert, a keyExists error for insert) or "upsert" (a staged table: the job's own rows).
-    Writing goes on while the job has `status` and no cancel; `progress` names the chunk's count of
-    rows written.
-    """
-
-    def __init__(self, storage: Storage, ctx: _Context, *, op: str, status: str, progress: str) -> None:
-        self.storage, self.job, self.schema, self.mode = storage, ctx.job, ctx.schema, ctx.job.get("mode")
-        self.op, self.status, self.progress = op, status, progress
-        table_name = ctx.job.get("rowsTable")
+    def __init__(self, storage: Storage, job: Job, schema: TableSchema, mode: str, table_name: str) -> None:
+        self.storage, self.job, self.schema, self.mode = storage, job, schema, mode
         self.table = storage.tables.get_table_client(table_name)
         storage.tables.create_table_if_not_exists(table_name)
 
@@ -965,13 +822,13 @@ class _RowWriter:
 
     def _still_wanted(self, chunk: ChunkPlan, applied_rows: int) -> bool:
         job = jobs.load_job(self.storage, self.job.id)
-        if job is None or job.get("cancelRequested") or job.status != self.status:
+        if job is None or job.get("cancelRequested") or job.status != jobs.APPLYING:
             return False
         jobs.datasets_table(self.storage).upsert_entity(
             {
                 "PartitionKey": self.job.dataset_id,
                 "RowKey": jobs.chunk_row(self.job.id, chunk.index),
-                self.progress: applied_rows,
+                "appliedRows": applied_rows,
             },
             mode=UpdateMode.MERGE,
         )
@@ -985,7 +842,7 @@ class _RowWriter:
         if not batch:
             return outcome
         try:
-            retrying(lambda: submit_batch(self.table, [(self.op, entity) for entity in batch]))
+            retrying(lambda: submit_batch(self.table, [("create", entity) for entity in batch]))
             outcome.inserted += len(batch)
             return outcome
         except BatchTooLarge:  # wide rows: two halves, each in its own transaction
@@ -994,9 +851,7 @@ class _RowWriter:
             outcome.add(self._batch(batch[half:], row_of), 0)
             return outcome
         except BatchRejected:
-            if self.op != "create":
-                raise
-            # some rows exist already: settle each one on its own
+            pass  # some rows exist already: settle each one on its own
         for entity in batch:
             self._one(entity, row_of[id(entity)], outcome)
         return outcome
@@ -1068,7 +923,7 @@ def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: st
             return job.status
         dataset = datasets.load_dataset(storage, job.dataset_id)
         assert dataset is not None
-        counts, summary, stored = _final_counts(storage, job, status)
+        counts, summary, stored = _final_counts(storage, job)
         operations, old_table = _finish_operations(job, dataset, status, counts)
         fields = {
             "status": status,
@@ -1103,23 +958,18 @@ def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: st
     raise RuntimeError(f"could not finish import {job_id}: it kept changing")
 
 
-def _final_counts(
-    storage: Storage, job: Job, status: str
-) -> tuple[dict[str, int], list[dict[str, Any]], int]:
+def _final_counts(storage: Storage, job: Job) -> tuple[dict[str, int], list[dict[str, Any]], int]:
     summed = _summed(storage, job)
     totals = summed["totals"]
     invalid = totals["invalid"] + len(_dup_rows(storage, job)) + totals["conflicts"]
-    valid = totals["rows"] - invalid
     counts = {
         "rows": totals["rows"],
-        "valid": valid,
+        "valid": totals["rows"] - invalid,
         "invalid": invalid,
         "inserted": totals["inserted"],
         "updated": totals["updated"],
         "unchanged": totals["unchanged"],
     }
-    if _staged(job):  # every valid row is in the new table, which only a completed import keeps
-        counts.update(inserted=valid if status == jobs.COMPLETED else 0, updated=0, unchanged=0)
     return counts, summed["summary"], totals["errorsStored"]
 
 
@@ -1130,7 +980,7 @@ def _finish_operations(
     old_table = None
     if dataset.active_job == job.id:
         fields["activeJob"] = ""
-    if _staged(job):
+    if job.get("mode") == "replace":
         if status == jobs.COMPLETED:
             fields.update(rowsTable=job.get("rowsTable"), rowCount=counts["inserted"])
             old_table = dataset.rows_table

@@ -199,12 +199,10 @@ class ChunkResult:
 
 @dataclass(frozen=True)
 class KeyMerge:
-    """Duplicate keys across all chunks: their errors, the rows they make invalid for the first time, and
-    (``kept``) each repeated primary key whose first row was otherwise valid: ``(that row, the key)``."""
+    """Duplicate keys across all chunks: their errors, and the rows they make invalid for the first time."""
 
     errors: list[RowError]
     newly_invalid_rows: list[int]
-    kept: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _shown(value: str) -> str:
@@ -1492,36 +1490,13 @@ def merge_keys(chunk_digests: Iterable[KeyDigests]) -> KeyMerge:
             groups.setdefault((run.code, run.columns), []).append(run)
     errors: list[RowError] = []
     newly_invalid: set[int] = set()
-    kept: dict[int, str] = {}
     for (code, columns), runs in groups.items():
         for row, first, run, position in _duplicates(runs):
             errors.append(_duplicate_error(code, columns, row, first, run.values[position]))
             if run.valid[position]:
                 newly_invalid.add(row)
-            if code == "primaryKey" and first not in kept:
-                kept[first] = run.keys[position]
     errors.sort(key=lambda error: (error.row, error.column))
-    valid_firsts = _valid_rows(groups, kept)
-    return KeyMerge(
-        errors=errors,
-        newly_invalid_rows=sorted(newly_invalid),
-        kept=sorted((row, key) for row, key in kept.items() if row in valid_firsts),
-    )
-
-
-def _valid_rows(groups: dict[tuple[str, tuple[str, ...]], list[KeyRun]], wanted: dict[int, str]) -> set[int]:
-    """Return which of the wanted rows were otherwise valid in their chunks (their primary-key runs say)."""
-    found: set[int] = set()
-    if not wanted:
-        return found
-    for (code, _), runs in groups.items():
-        if code != "primaryKey":
-            continue
-        for run in runs:
-            for row, valid in zip(run.rows, run.valid, strict=True):
-                if valid and row in wanted:
-                    found.add(row)
-    return found
+    return KeyMerge(errors=errors, newly_invalid_rows=sorted(newly_invalid))
 
 
 # A later row with a key seen before: (its row, the first row with the key, its run, its offset in the run).
