@@ -34,6 +34,9 @@ def principal_header(user_id: str, *, roles: tuple[str, ...] = (), details: str 
     return base64.b64encode(json.dumps(payload).encode()).decode()
 
 
+FINISHED = ("completed", "failed", "rejected", "cancelled", "expired")  # a job or export stays so
+
+
 @dataclass
 class Api:
     """A tiny client for Loadbay's HTTP API, signed in as one user."""
@@ -83,7 +86,7 @@ class Api:
     def wait_for_import(
         self,
         job_id: str,
-        statuses: tuple[str, ...] = ("completed", "failed", "rejected", "cancelled", "expired"),
+        statuses: tuple[str, ...] = FINISHED,
         *,
         timeout: float = 120.0,
     ) -> dict[str, Any]:
@@ -102,6 +105,7 @@ class Api:
             body: dict[str, Any] = answer.json()
             if body["status"] in statuses:
                 return body
+            assert body["status"] not in FINISHED, f"{path} ended {body['status']}, not {statuses}: {body}"
             assert time.monotonic() < deadline, f"{path} is still {body['status']}: {body}"
             time.sleep(0.2)
 
