@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from core.jobs import FINISHED
 from devhost.azurite import Azurite, free_port
 from devhost.processes import REPO_ROOT, start, stop, wait_for_url
 
@@ -32,9 +33,6 @@ def principal_header(user_id: str, *, roles: tuple[str, ...] = (), details: str 
         "userRoles": ["anonymous", "authenticated", *roles],
     }
     return base64.b64encode(json.dumps(payload).encode()).decode()
-
-
-FINISHED = ("completed", "failed", "rejected", "cancelled", "expired")  # a job or export stays so
 
 
 @dataclass
@@ -86,7 +84,7 @@ class Api:
     def wait_for_import(
         self,
         job_id: str,
-        statuses: tuple[str, ...] = FINISHED,
+        statuses: Collection[str] = FINISHED,
         *,
         timeout: float = 120.0,
     ) -> dict[str, Any]:
@@ -97,7 +95,7 @@ class Api:
         """Poll an export until it has finished."""
         return self._wait(f"/api/exports/{job_id}", ("completed", "failed"), timeout)
 
-    def _wait(self, path: str, statuses: tuple[str, ...], timeout: float) -> dict[str, Any]:
+    def _wait(self, path: str, statuses: Collection[str], timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             answer = self.get(path)
@@ -105,7 +103,8 @@ class Api:
             body: dict[str, Any] = answer.json()
             if body["status"] in statuses:
                 return body
-            assert body["status"] not in FINISHED, f"{path} ended {body['status']}, not {statuses}: {body}"
+            ended = f"{path} ended {body['status']}, not {sorted(statuses)}: {body}"
+            assert body["status"] not in FINISHED, ended
             assert time.monotonic() < deadline, f"{path} is still {body['status']}: {body}"
             time.sleep(0.2)
 

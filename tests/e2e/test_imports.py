@@ -272,7 +272,7 @@ def test_repeated_keys_keep_each_first_valid_row(api: Api) -> None:
     schema["fields"][2]["constraints"] = {"unique": True}
     dataset_id = api.create_dataset(schema)
     job_id = api.start_import(dataset_id, api.profiled(_repeated_keys_file()), autoApply=True)
-    job = api.wait_for_import(job_id, ("awaiting_review",))
+    api.wait_for_import(job_id, ("awaiting_review",))
     errors = api.get(f"/api/imports/{job_id}/errors").json()["items"]
     codes: dict[int, set[str]] = {}
     for error in errors:
