@@ -30,7 +30,8 @@ def _errors(rows: list[int]) -> list[RowError]:
 
 def test_errors_of_many_partitions_read_back_in_row_then_column_order(storage: Storage) -> None:
     job, neighbour = new_id(), new_id()
-    rows = [25_001, 3, 10_000, 10_001, 19_999, 1]  # four partitions, written out of order
+    size = rowerrors.ROWS_PER_PARTITION
+    rows = [2 * size + 1, 3, size, size + 1, 2 * size - 1, 1]  # three partitions, written out of order
     rowerrors.store(storage, job, POSITIONS, _errors(rows))
     rowerrors.store(storage, neighbour, POSITIONS, _errors([2]))
     found = [(entity["row"], entity["column"]) for entity in rowerrors.query(storage, job)]
@@ -41,7 +42,8 @@ def test_errors_of_many_partitions_read_back_in_row_then_column_order(storage: S
 
 def test_a_rerun_rewrites_the_same_errors_and_pages_cross_partitions(storage: Storage) -> None:
     job = new_id()
-    rows = list(range(9_990, 10_011))
+    size = rowerrors.ROWS_PER_PARTITION
+    rows = list(range(size - 10, size + 11))
     rowerrors.store(storage, job, POSITIONS, _errors(rows))
     rowerrors.store(storage, job, POSITIONS, _errors(rows))  # an activity run twice
     pages = rowerrors.query(storage, job, results_per_page=5).by_page()
@@ -51,7 +53,7 @@ def test_a_rerun_rewrites_the_same_errors_and_pages_cross_partitions(storage: St
 
 def test_delete_all_removes_one_jobs_errors_only(storage: Storage) -> None:
     job, neighbour = new_id(), new_id()
-    rowerrors.store(storage, job, POSITIONS, _errors([1, 10_001, 20_001]))
+    rowerrors.store(storage, job, POSITIONS, _errors([1, rowerrors.ROWS_PER_PARTITION + 1]))
     rowerrors.store(storage, neighbour, POSITIONS, _errors([1]))
     rowerrors.delete_all(storage, job)
     rowerrors.delete_all(storage, job)  # safe to run twice
