@@ -18,15 +18,19 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def test_nothing_set_skips_the_per_request_lookup(bare_environment: pytest.MonkeyPatch) -> None:
-    assert _pooled_transport().session.trust_env is False
+    transport = _pooled_transport()
+    assert transport.session.trust_env is False
+    assert transport.connection_config.verify is True  # requests' own CA bundle
 
 
-@pytest.mark.parametrize(
-    ("name", "value"),
-    [("HTTPS_PROXY", "http://127.0.0.1:3128"), ("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/corporate.pem")],
-)
-def test_a_proxy_or_ca_bundle_is_honoured(
-    bare_environment: pytest.MonkeyPatch, name: str, value: str
-) -> None:
-    bare_environment.setenv(name, value)
+def test_a_proxy_is_honoured_per_request(bare_environment: pytest.MonkeyPatch) -> None:
+    bare_environment.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     assert _pooled_transport().session.trust_env is True
+
+
+@pytest.mark.parametrize("name", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_is_read_once(bare_environment: pytest.MonkeyPatch, name: str) -> None:
+    bare_environment.setenv(name, "/etc/ssl/certs/corporate.pem")
+    transport = _pooled_transport()
+    assert transport.session.trust_env is False
+    assert transport.connection_config.verify == "/etc/ssl/certs/corporate.pem"
