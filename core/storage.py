@@ -203,10 +203,9 @@ def _pooled_transport() -> RequestsTransport:
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=POOL_CONNECTIONS, max_retries=no_retries)
     for scheme in ("http://", "https://"):
         session.mount(scheme, adapter)
-    bundle = next((os.environ[name] for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), None)
-    if bundle and not session.trust_env:  # the SDK sends `verify` with every request: it must carry it
-        return RequestsTransport(session=session, session_owner=True, connection_verify=bundle)
-    return RequestsTransport(session=session, session_owner=True)
+    # The SDK sends `verify` with every request (True: requests' own bundle), so the bundle goes there.
+    bundle = next((os.environ[name] for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), True)
+    return RequestsTransport(session=session, session_owner=True, connection_verify=bundle)
 
 
 def retrying(action: Callable[[], T], attempts: int = 4) -> T:

@@ -1,4 +1,4 @@
-"""The table transport reads proxies and CA bundles from the environment only when some are set."""
+"""The table transport reads the environment per request only for a proxy; a CA bundle is read once."""
 
 from __future__ import annotations
 
