@@ -14,9 +14,11 @@ Only what Loadbay batches is supported: insert (`create`) and insert-or-replace 
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from json.encoder import encode_basestring as _text  # a str as json.dumps(ensure_ascii=False) writes it
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -92,20 +94,30 @@ def submit_batch(table: TableClient, operations: Sequence[tuple[str, Mapping[str
 def entity_json(entity: Mapping[str, Any]) -> str:
     """Serialise an entity as the SDK would, minus its `Edm.String` annotations (strings are the default).
 
-    Strings, booleans and Int64 values (every property of a Loadbay row but numbers) are written
-    directly; anything else goes through the SDK's own conversion. Half the properties of a text-heavy
-    row were `@odata.type` annotations the service had to parse for nothing.
+    Strings, booleans, finite doubles and Int64 values (every property of a Loadbay row but NaN and the
+    infinities) are written as JSON text directly, at half the cost of a dict for `json.dumps`; anything
+    else goes through the SDK's own conversion. Half the properties of a text-heavy row were
+    `@odata.type` annotations the service had to parse for nothing.
     """
-    body: dict[str, Any] = {}
+    members = []
     for name, value in entity.items():
         kind = type(value)
-        if kind is str or kind is bool:
-            body[name] = value
+        if kind is str:
+            members.append(f"{_text(name)}: {_text(value)}")
+        elif kind is bool:
+            members.append(f"{_text(name)}: {'true' if value else 'false'}")
+        elif kind is float and math.isfinite(value):
+            members.append(f'{_text(name)}: {value!r}, {_text(name + "@odata.type")}: "Edm.Double"')
         elif kind is EntityProperty and value.edm_type is EdmType.INT64:
-            body[name], body[f"{name}@odata.type"] = _int64(value.value), "Edm.Int64"
+            members.append(
+                f'{_text(name)}: "{_int64(value.value)}", {_text(name + "@odata.type")}: "Edm.Int64"'
+            )
         elif value is not None:
-            body.update(_add_entity_properties({name: value}))
-    return json.dumps(body, ensure_ascii=False)
+            converted = _add_entity_properties({name: value})
+            members += (
+                f"{_text(key)}: {json.dumps(item, ensure_ascii=False)}" for key, item in converted.items()
+            )
+    return "{" + ", ".join(members) + "}"
 
 
 def _int64(value: Any) -> str:

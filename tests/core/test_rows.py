@@ -18,6 +18,7 @@ from core.rows import (
     JOB_PROPERTY,
     KEY_PROPERTY,
     MAX_ENTITY_BYTES,
+    MAX_PROPERTY_UNITS,
     MAX_ROW_KEY_CHARS,
     OP_PROPERTY,
     PARTITIONS,
@@ -33,6 +34,7 @@ from core.rows import (
     row_view,
     safe_cell,
     same_values,
+    too_large,
 )
 from core.tableschema import TableSchema, cell_reader, parse_table_schema
 
@@ -587,6 +589,51 @@ def test_a_row_with_a_huge_text_is_over_the_limit() -> None:
     small = entity_of(ALL_TYPES, {"id": 1, "label": "x" * 1000})
     huge = entity_of(ALL_TYPES, {"id": 1, "label": "x" * (MAX_ENTITY_BYTES // 2)})
     assert entity_bytes(small) < MAX_ENTITY_BYTES < entity_bytes(huge)
+
+
+def _refused(entity: dict[str, Any]) -> bool:
+    """Table Storage's rule, spelled out: too many bytes in all, or one text over 32,767 UTF-16 units."""
+    units = [
+        len(value.encode("utf-16-le", "surrogatepass")) // 2
+        for value in entity.values()
+        if isinstance(value, str)
+    ]
+    return entity_bytes(entity) > MAX_ENTITY_BYTES or max(units, default=0) > MAX_PROPERTY_UNITS
+
+
+@pytest.mark.parametrize(
+    ("texts", "refused"),
+    [
+        (["x" * 1000], False),
+        (["x" * MAX_PROPERTY_UNITS], False),  # one text at the limit, past the quick bound
+        (["x" * (MAX_PROPERTY_UNITS + 1)], True),
+        (["\U0001f600" * (MAX_PROPERTY_UNITS // 2)], False),  # two UTF-16 units per character
+        (["\U0001f600" * (MAX_PROPERTY_UNITS // 2 + 1)], True),
+        (["x" * 16_000] * 31, False),  # 992,000 bytes of text: under the limit, past the quick bound
+        (["x" * 16_000] * 32, True),
+        (["é" * 16_000] * 32, True),
+    ],
+)
+def test_too_large_follows_table_storages_limits(texts: list[str], refused: bool) -> None:
+    entity: dict[str, Any] = {"PartitionKey": "p001", "RowKey": "1", "n": 5}
+    entity.update({f"t{number}": text for number, text in enumerate(texts)})
+    assert too_large(entity) is refused
+    assert _refused(entity) is refused
+
+
+@given(
+    st.dictionaries(
+        st.text("abcXYZ_", min_size=1, max_size=8),
+        st.one_of(
+            st.integers(0, 9),
+            st.booleans(),
+            st.builds(lambda char, n: char * n, st.sampled_from("aé中\U0001f600"), st.integers(0, 40_000)),
+        ),
+        max_size=40,
+    )
+)
+def test_too_large_agrees_with_the_rule_spelled_out(entity: dict[str, Any]) -> None:
+    assert too_large(entity) is _refused(entity)
 
 
 # Regression tests for bugs the first review found.

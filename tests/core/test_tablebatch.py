@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from azure.data.tables import EdmType, EntityProperty, TableClient, TableServiceClient
+from azure.data.tables._serialize import _add_entity_properties
 
 from core.ids import new_id
-from core.tablebatch import BatchRejected, BatchTooLarge, submit_batch
+from core.tablebatch import BatchRejected, BatchTooLarge, entity_json, submit_batch
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def _entities(partition: str, count: int) -> list[dict[str, object]]:
         {
             "PartitionKey": partition,
             "RowKey": f"row '{number}' %20+&\u00e9",  # quotes, URL-special and non-ASCII characters
-            "text": f"caf\u00e9 \u2603 {number}",
+            "text": f'caf\u00e9 \u2603 \U0001f600 "quoted" back\\slash\nline\ttab {number}',
             "small": number,
             "big": EntityProperty(2**40 + number, EdmType.INT64),
             "ratio": number / 7,
@@ -123,3 +125,13 @@ def test_a_body_over_4_mib_is_refused_before_sending(tables: tuple[TableClient, 
     assert list(table.list_entities()) == []
     submit_batch(table, [("create", entity) for entity in wide[:50]])  # half of it fits
     assert len(list(table.list_entities())) == 50
+
+
+def test_entity_json_writes_what_the_sdk_writes_without_string_annotations() -> None:
+    entity = _entities("p00", 3)[2] | {"none": None, "zero": 0.0, "tiny": 5e-324, "big_float": 1e300}
+    expected = {
+        name: value
+        for name, value in _add_entity_properties(entity).items()
+        if value != "Edm.String" and name != "none"
+    }
+    assert json.loads(entity_json(entity)) == expected
