@@ -78,10 +78,6 @@ def store(storage: Storage, job_id: str, positions: dict[str, int], errors: Iter
     def send(upserts: list[tuple[str, dict[str, Any]]]) -> None:
         retrying(functools.partial(submit_batch, errors_table, upserts))
 
-    if len(transactions) < 2:
-        for upserts in transactions:
-            send(upserts)
-        return
     with ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="rowerrors") as pool:
         list(pool.map(send, transactions))  # raises the first failure
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -17,10 +18,12 @@ from core.profiling import (
     DATETIME,
     INTEGER,
     NUMBER,
+    SKETCH_SIZE,
     TIME,
     ColumnProfile,
     Profile,
     ProfileFailed,
+    _DistinctCounter,
     classify,
     profile_stream,
 )
@@ -513,3 +516,58 @@ def test_any_bytes_give_a_profile_or_a_reason_whatever_the_chunking(data: bytes,
     except ProfileFailed as failed:
         chunked = failed.reason
     assert chunked == whole
+
+
+POOL = [
+    *(
+        "1",
+        "0",
+        "-7",
+        "42",
+        "2.5",
+        "1e3",
+        "true",
+        "FALSE",
+        "2024-01-02",
+        "2024-02-30",
+        "2024-03-04T05:06:07Z",
+    ),
+    *("2024-03-04 05:06", "12:00:00", "x", "", "ab@c.de", "550e8400-e29b-41d4-a716-446655440000"),
+    *("http://a.b/c", "y" * 70),
+]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(min_value=0, max_value=2**32), rows=st.integers(min_value=1, max_value=1_500))
+def test_statistics_do_not_depend_on_how_rows_are_read_or_ordered(seed: int, rows: int) -> None:
+    """Lines without quotes are profiled a run of columns at a time and quoted ones record by record,
+    gathered; both, and any order of the rows, must give the same statistics."""
+    rng = random.Random(seed)
+    pools = [rng.sample(POOL, rng.randint(1, 6)) for _ in range(4)]
+    header = ["a", "b", "c", "d"]
+    table = [[rng.choice(pool) for pool in pools] for _ in range(rows)]
+
+    def written(body: list[list[str]], quoting: int) -> bytes:
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n", quoting=quoting).writerows([header, *body])
+        return buffer.getvalue().encode()
+
+    plain = profile(written(table, csv.QUOTE_MINIMAL), size=4096)
+    quoted = profile(written(table, csv.QUOTE_ALL), size=4096)
+    shuffled = profile(written(rng.sample(table, len(table)), csv.QUOTE_MINIMAL), size=4096)
+    assert plain.columns == quoted.columns == shuffled.columns
+    assert plain.preview == quoted.preview == table[:20]
+    assert plain.row_count == rows
+    assert [c.null_count for c in plain.columns] == [sum(not row[i] for row in table) for i in range(4)]
+    assert [c.distinct for c in plain.columns] == [len({row[i] for row in table} - {""}) for i in range(4)]
+
+
+@pytest.mark.parametrize("count", [100, SKETCH_SIZE + 1, 30_000])
+def test_counting_a_run_of_values_is_counting_them_one_by_one(count: int) -> None:
+    values = [f"v{i % (count // 2 + 1)}" + ("x" * 80 if i % 7 == 0 else "") for i in range(count)]
+    one_by_one, in_runs = _DistinctCounter(SKETCH_SIZE), _DistinctCounter(SKETCH_SIZE)
+    for value in values:
+        one_by_one.add(value)
+    for start in range(0, count, 512):
+        in_runs.add_many(values[start : start + 512])
+    assert in_runs.count() == one_by_one.count()
