@@ -28,7 +28,7 @@ from core.tableschema import TableSchema, parse_table_schema
 ACTIVE, DELETING = "active", "deleting"
 MAX_NAME_CHARS: Final = 200
 MAX_DESCRIPTION_CHARS: Final = 2_000
-MAX_SCHEMA_CHARS: Final = 30_000  # a Table Storage string holds 32K characters
+MAX_SCHEMA_CHARS: Final = 30_000  # a Table Storage string holds 32K UTF-16 code units
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,10 @@ def create_dataset(*, storage: Storage, owner: Principal, body: dict[str, Any]) 
         descriptor = _inferred_schema(storage, owner, from_upload, body.get("primaryKey"))
     schema = parse_table_schema(descriptor)
     schema_text = json.dumps(schema.to_json(), separators=(",", ":"), ensure_ascii=False)
-    if len(schema_text) > MAX_SCHEMA_CHARS:
+    if rows.utf16_units(schema_text) > MAX_SCHEMA_CHARS:
         raise LimitExceeded(
-            f"The schema is {len(schema_text):,} characters as JSON; the limit is {MAX_SCHEMA_CHARS:,}."
+            f"The schema is {rows.utf16_units(schema_text):,} characters as JSON (characters beyond U+FFFF, "
+            f"such as emoji, count twice); the limit is {MAX_SCHEMA_CHARS:,}."
         )
     moment = jobs.now()
     dataset_id = new_id()
@@ -249,11 +250,15 @@ def delete_dataset(*, storage: Storage, job_id: str) -> str:
                 entity["RowKey"].removeprefix("job-"),
                 keep_index=entity["RowKey"] == jobs.job_row(job_id),
             )
-    # The dataset row goes last, so a re-run after a crash still finds the work to finish.
-    others = [entity for entity in partition if entity["RowKey"] != jobs.DATASET_ROW]
+    # The dataset row and this job's row go last, together, so a re-run after a crash still finds both
+    # (without the job's row it would take the job for one long gone and leave the dataset `deleting`).
+    last = {jobs.DATASET_ROW, jobs.job_row(job_id)}
+    others = [entity for entity in partition if entity["RowKey"] not in last]
     for start in range(0, len(others), 100):
         table.submit_transaction([("delete", entity) for entity in others[start : start + 100]])
-    table.delete_entity(dataset.id, jobs.DATASET_ROW)
+    table.submit_transaction(
+        [("delete", {"PartitionKey": dataset.id, "RowKey": row_key}) for row_key in sorted(last)]
+    )
     jobs.jobs_index(storage).delete_entity(job_id, "job")
     return jobs.COMPLETED
 

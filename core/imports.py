@@ -46,7 +46,7 @@ from core.auth import Principal
 from core.chunking import ChunkPlan, chunk_encoding, plan_chunks
 from core.csvformat import DecodedText, Dialect, read_records
 from core.datasets import Dataset
-from core.errors import BadRequest, Conflict, Invalid, NotFound
+from core.errors import BadRequest, Conflict, Invalid, LimitExceeded, NotFound
 from core.ids import new_id
 from core.jobs import Job
 from core.mapping import ColumnMapping, map_columns
@@ -66,6 +66,7 @@ ALL_DUPS: Final = "dups-all"  # the union of the buckets' duplicate rows, stored
 STORED_ERRORS_PER_CHUNK: Final = 2_000
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
+MAX_HEADER_CHARS: Final = 30_000  # the job keeps the header and mapping as JSON: 32K UTF-16 units each
 APPLY_THREADS: Final = 4  # per chunk; with 4 activities at once (host.json), 16 transactions in flight
 CHECK_SECONDS: Final = 2.0  # how often a chunk's writer records progress and looks for a cancel
 
@@ -85,6 +86,15 @@ def start_import(
     profile = uploads.describe_upload(storage=storage, upload=upload)
     header = [column["name"] for column in profile["columns"]]
     mapping = map_columns(dataset.schema, header, explicit)  # refused here, before any work starts
+    header_json = json.dumps(header, ensure_ascii=False)
+    mapping_json = json.dumps(mapping.to_json(), ensure_ascii=False)
+    longest = max(rows.utf16_units(header_json), rows.utf16_units(mapping_json))
+    if longest > MAX_HEADER_CHARS:
+        raise LimitExceeded(
+            f"The file's column names are too long to import: they take {longest:,} characters as JSON "
+            f"(characters beyond U+FFFF, such as emoji, count twice); the limit is {MAX_HEADER_CHARS:,}. "
+            "Shorten the header row and upload the file again."
+        )
     _claimable(dataset)
     job_id = new_id()
     fields = {
@@ -94,8 +104,8 @@ def start_import(
         "blobEtag": upload.blob_etag or "",
         "mode": mode,
         "autoApply": auto_apply,
-        "mapping": json.dumps(mapping.to_json(), ensure_ascii=False),
-        "header": json.dumps(header, ensure_ascii=False),
+        "mapping": mapping_json,
+        "header": header_json,
         "encoding": profile["encoding"],
         "dialect": json.dumps(profile["dialect"]),
         "rowsTotal": int(profile["rowCount"]),  # data rows; the plan counts them exactly
@@ -596,6 +606,7 @@ def _summed(storage: Storage, job: Job) -> dict[str, Any]:
                 "unchanged",
                 "conflicts",
                 "appliedRows",
+                "applyErrorsStored",
             ):
                 totals[key] += int(entity.get(key) or 0)
             for code, column, count in json.loads(entity.get("errorCounts") or "[]"):
@@ -647,9 +658,17 @@ def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     else:
         fields.update(status=jobs.APPLYING, phase="applying")
     updated = jobs.change_job(
-        storage, job_id, lambda current: fields if current.status == jobs.VALIDATING else None
+        storage,
+        job_id,
+        # A cancel that landed while this step counted wins: a review would wait for a decision that
+        # never comes (the cancel found nothing to relay while the import was validating).
+        lambda current: (
+            fields if current.status == jobs.VALIDATING and not current.get("cancelRequested") else None
+        ),
     )
     assert updated is not None
+    if updated.status == jobs.VALIDATING and updated.get("cancelRequested"):
+        return {"next": "stop", "status": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
     return {
         "next": "review" if updated.status == jobs.AWAITING_REVIEW else "apply",
         "expiresAt": jobs.iso(updated.get("expiresAt")),
@@ -771,6 +790,7 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
             "unchanged": applied.unchanged,
             "conflicts": len(errors),
             "applyErrorCounts": _counts_json(errors),
+            "applyErrorsStored": min(len(errors), STORED_ERRORS_PER_CHUNK),
         },
         mode=UpdateMode.MERGE,
     )
@@ -970,7 +990,7 @@ def _final_counts(storage: Storage, job: Job) -> tuple[dict[str, int], list[dict
         "updated": totals["updated"],
         "unchanged": totals["unchanged"],
     }
-    return counts, summed["summary"], totals["errorsStored"]
+    return counts, summed["summary"], totals["errorsStored"] + totals["applyErrorsStored"]
 
 
 def _finish_operations(

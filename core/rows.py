@@ -159,12 +159,13 @@ def too_large(entity: Mapping[str, Any]) -> bool:
     return any(
         isinstance(value, str)
         and len(value) > MAX_PROPERTY_UNITS // 2
-        and _utf16_units(value) > MAX_PROPERTY_UNITS
+        and utf16_units(value) > MAX_PROPERTY_UNITS
         for value in entity.values()
     )
 
 
-def _utf16_units(text: str) -> int:
+def utf16_units(text: str) -> int:
+    """Return the length of text as Table Storage counts it: UTF-16 code units (an emoji takes two)."""
     return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 

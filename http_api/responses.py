@@ -6,6 +6,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -183,14 +184,32 @@ def _rate_limiter() -> RateLimiter:
 def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
     """Parse the request body as a JSON object, or raise BadRequest saying what is wrong."""
     try:
-        body = json.loads(req.get_body() or b"null")
+        body = json.loads(req.get_body() or b"null", parse_constant=_refuse_constant, parse_float=_finite)
     except ValueError as error:
         raise BadRequest(f"The body is not valid JSON: {error}.") from error
     except RecursionError as error:
         raise BadRequest("The body nests JSON too deeply.") from error
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
+    try:  # "\ud800" is valid JSON but no character: it could be stored, and then never answered
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise BadRequest(
+            "The body has a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair); "
+            "text must be valid Unicode."
+        ) from error
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise ValueError(f"{text[:40]} is too large for a number")
+    return number
 
 
 def media_type(req: func.HttpRequest) -> str:

@@ -319,6 +319,7 @@ def test_insert_upsert_and_replace(api: Api) -> None:
     }
     codes = {e["code"] for e in api.get(f"/api/imports/{job['id']}/errors").json()["items"]}
     assert codes == {"keyExists"}
+    assert job["errorsStored"] == 10  # the errors found while applying are stored, and counted
     assert api.get(f"/api/datasets/{dataset_id}").json()["rowCount"] == 70
     # upsert: ids 61..80 with 61..65 changed — 5 updated, 5 unchanged (66..70), 10 inserted.
     text = people_csv(20, start=61).decode()

@@ -1,0 +1,64 @@
+"""Deleting a dataset survives a crash at its last step, against the session's real Azurite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core import datasets, jobs
+from core.auth import Principal
+from core.settings import StorageConfig
+from core.storage import Storage
+
+OWNER = Principal(user_id="delete-test", user_details="d", identity_provider="aad", roles=frozenset())
+SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
+
+
+@pytest.fixture(scope="module")
+def storage(storage_connection_string: str) -> Storage:
+    connected = Storage.connect(StorageConfig(connection_string=storage_connection_string))
+    connected.ensure_resources()
+    return connected
+
+
+class _CrashOnLastStep:
+    """The datasets table, except that the transaction deleting the dataset's own row fails once."""
+
+    def __init__(self, table: Any) -> None:
+        self.table, self.crashed = table, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.table, name)
+
+    def submit_transaction(self, operations: list[tuple[str, Any]]) -> Any:
+        if not self.crashed and any(entity["RowKey"] == jobs.DATASET_ROW for _, entity in operations):
+            self.crashed = True
+            raise RuntimeError("the host died here")
+        return self.table.submit_transaction(operations)
+
+
+def test_a_delete_that_dies_at_its_last_step_finishes_on_the_next_run(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "doomed", "schema": SCHEMA})
+    job_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
+    crashing = _CrashOnLastStep(jobs.datasets_table(storage))
+    monkeypatch.setattr(datasets.jobs, "datasets_table", lambda _storage: crashing)
+    with pytest.raises(RuntimeError, match="the host died here"):
+        datasets.delete_dataset(storage=storage, job_id=job_id)
+    monkeypatch.undo()
+
+    # The job and the dataset are both still there, so the queue's retry knows what to finish.
+    job = jobs.load_job(storage, job_id)
+    assert job is not None and job.kind == jobs.DELETE
+    left = datasets.load_dataset(storage, dataset.id)
+    assert left is not None and left.status == datasets.DELETING
+
+    assert datasets.delete_dataset(storage=storage, job_id=job_id) == jobs.COMPLETED
+    assert datasets.load_dataset(storage, dataset.id) is None
+    assert jobs.load_job(storage, job_id) is None
+    remaining = list(
+        jobs.datasets_table(storage).query_entities("PartitionKey eq @pk", parameters={"pk": dataset.id})
+    )
+    assert remaining == []

@@ -1,0 +1,65 @@
+"""A cancel that lands while an import's review step counts, against the session's real Azurite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from core import datasets, imports, jobs, uploads
+from core.auth import Principal
+from core.settings import Settings, StorageConfig
+from core.storage import Storage
+
+OWNER = Principal(user_id="race-test", user_details="r", identity_provider="aad", roles=frozenset())
+SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
+
+
+@pytest.fixture(scope="module")
+def storage(storage_connection_string: str) -> Storage:
+    connected = Storage.connect(StorageConfig(connection_string=storage_connection_string))
+    connected.ensure_resources()
+    return connected
+
+
+def validated_import(storage: Storage) -> jobs.Job:
+    """Run an import's steps up to its review: a file with one invalid row, so it would wait for one."""
+    settings = Settings(storage=storage.config)
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "race", "schema": SCHEMA})
+    upload = uploads.store_upload(
+        storage=storage, settings=settings, owner=OWNER, file_name="race.csv", body=b"id\n1\n2\nx\n"
+    )
+    profiled = uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"])
+    assert profiled == uploads.PROFILED
+    job = imports.start_import(
+        storage=storage,
+        settings=settings,
+        principal=OWNER,
+        dataset_id=dataset.id,
+        body={"uploadId": upload["id"]},
+    )
+    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
+    for index in range(plan["chunks"]):
+        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
+    for bucket in range(plan["buckets"]):
+        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
+    return job
+
+
+def test_a_cancel_while_the_review_counts_cancels_the_import(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = validated_import(storage)
+    counted = imports._summed
+
+    def count_then_cancel(storage_: Storage, job_: jobs.Job) -> dict[str, Any]:
+        totals = counted(storage_, job_)
+        imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="cancel")
+        return totals
+
+    monkeypatch.setattr(imports, "_summed", count_then_cancel)
+    assert imports.review_import(storage=storage, job_id=job.id) == {"next": "stop", "status": jobs.CANCELLED}
+    ended = jobs.load_job(storage, job.id)
+    assert ended is not None and ended.status == jobs.CANCELLED
+    dataset = datasets.load_dataset(storage, job.dataset_id)
+    assert dataset is not None and dataset.active_job == ""  # released: a new import may start

@@ -1,0 +1,58 @@
+"""Text that Table Storage could not hold is refused with a 413 before anything is stored (real Azurite)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import datasets, imports, uploads
+from core.auth import Principal
+from core.errors import LimitExceeded
+from core.settings import Settings, StorageConfig
+from core.storage import Storage
+
+OWNER = Principal(user_id="limits-test", user_details="l", identity_provider="aad", roles=frozenset())
+
+
+@pytest.fixture(scope="module")
+def storage(storage_connection_string: str) -> Storage:
+    connected = Storage.connect(StorageConfig(connection_string=storage_connection_string))
+    connected.ensure_resources()
+    return connected
+
+
+def test_a_schema_is_measured_as_table_storage_counts(storage: Storage) -> None:
+    # 20,000 emoji are 20,000 Python characters but 40,000 UTF-16 units: more than a property holds.
+    schema = {"fields": [{"name": "id", "type": "integer", "description": "😀" * 20_000}]}
+    with pytest.raises(LimitExceeded) as refused:
+        datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "wide", "schema": schema})
+    assert refused.value.status == 413
+    assert "40,0" in refused.value.detail and "count twice" in refused.value.detail
+    schema["fields"][0]["description"] = "😀" * 10_000  # 20,000 units: fits
+    assert datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "ok", "schema": schema}).id
+
+
+def test_an_import_of_a_file_with_huge_column_names_is_refused_before_it_starts(storage: Storage) -> None:
+    settings = Settings(storage=storage.config)
+    schema = {"fields": [{"name": "id", "type": "integer"}]}
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "names", "schema": schema})
+    header = ",".join(["id", "a" * 17_000, "b" * 17_000])
+    upload = uploads.store_upload(
+        storage=storage,
+        settings=settings,
+        owner=OWNER,
+        file_name="wide.csv",
+        body=(header + "\n1,x,y\n").encode(),
+    )
+    profiled = uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"])
+    assert profiled == uploads.PROFILED
+    with pytest.raises(LimitExceeded) as refused:
+        imports.start_import(
+            storage=storage,
+            settings=settings,
+            principal=OWNER,
+            dataset_id=dataset.id,
+            body={"uploadId": upload["id"]},
+        )
+    assert refused.value.status == 413 and "Shorten the header row" in refused.value.detail
+    unchanged = datasets.load_dataset(storage, dataset.id)
+    assert unchanged is not None and unchanged.active_job == ""  # nothing was claimed
