@@ -37,6 +37,8 @@ MAX_FIELD_CHARS = 32_768
 RESEND_AFTER = timedelta(minutes=2)
 # functionTimeout (10 min) x maxDequeueCount (5), plus the retry delays: after this, nobody is working on it.
 PROFILING_DEADLINE = timedelta(minutes=60)
+# An upload URL is good for at most 15 minutes: an upload still pending a day later was abandoned.
+ABANDONED_AFTER = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -285,10 +287,11 @@ def record_attempt_failure(*, storage: Storage, upload_id: str, error: BaseExcep
 
 
 def sweep_uploads(*, storage: Storage, now: datetime | None = None) -> dict[str, int]:
-    """Re-send lost profile commands and fail uploads whose profiling never finished."""
+    """Re-send lost profile commands, fail uploads whose profiling never finished, and delete the files of
+    uploads never committed."""
     now = now or _now()
     table = _uploads(storage)
-    counts = {"resent": 0, "expired": 0}
+    counts = {"resent": 0, "expired": 0, "abandoned": 0}
     for entity in table.query_entities(
         "status eq @status and updatedAt lt @before",
         parameters={"status": UPLOADED, "before": now - RESEND_AFTER},
@@ -304,6 +307,16 @@ def sweep_uploads(*, storage: Storage, now: datetime | None = None) -> dict[str,
         error = "Profiling did not finish in time; upload the file again."
         if _try_update(storage, Upload.from_entity(entity), status=FAILED, error=error) is not None:
             counts["expired"] += 1
+    for entity in table.query_entities(
+        "status eq @status and updatedAt lt @before",
+        parameters={"status": PENDING, "before": now - ABANDONED_AFTER},
+    ):
+        # The file goes first: a crash in between leaves the upload pending, for the next sweep.
+        with contextlib.suppress(ResourceNotFoundError):
+            storage.blobs.get_blob_client(UPLOADS_CONTAINER, entity["PartitionKey"]).delete_blob()
+        error = "The upload was never committed, and its file was deleted; upload the file again."
+        if _try_update(storage, Upload.from_entity(entity), status=FAILED, error=error) is not None:
+            counts["abandoned"] += 1
     return counts
 
 

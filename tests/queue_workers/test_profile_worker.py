@@ -188,7 +188,8 @@ def test_the_sweeper_resends_lost_commands_and_expires_abandoned_profiling(rt: R
     rt.storage.tables.get_table_client("uploads").update_entity(
         {"PartitionKey": stuck["id"], "RowKey": "upload", "status": "profiling"}
     )
-    assert uploads.sweep_uploads(storage=rt.storage) == {"resent": 0, "expired": 0}  # nothing is old yet
+    nothing_old = {"resent": 0, "expired": 0, "abandoned": 0}
+    assert uploads.sweep_uploads(storage=rt.storage) == nothing_old
 
     later = datetime.now(UTC) + timedelta(hours=2)
     counts = uploads.sweep_uploads(storage=rt.storage, now=later)
@@ -198,3 +199,25 @@ def test_the_sweeper_resends_lost_commands_and_expires_abandoned_profiling(rt: R
     expired = uploads.get_upload(storage=rt.storage, principal=OWNER, upload_id=stuck["id"])
     assert expired.status == "failed"
     assert expired.error == "Profiling did not finish in time; upload the file again."
+
+
+def test_the_sweeper_deletes_the_files_of_uploads_never_committed(rt: Runtime) -> None:
+    ticket = uploads.create_upload(
+        storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="h.csv", size=4
+    )
+    blob = rt.storage.blobs.get_blob_client(UPLOADS_CONTAINER, ticket["id"])
+    blob.upload_blob(b"a\n1\n")  # sent through the upload URL, then never committed
+
+    almost = uploads.sweep_uploads(storage=rt.storage, now=datetime.now(UTC) + timedelta(hours=23))
+    assert almost["abandoned"] == 0 and blob.exists()
+    later = uploads.sweep_uploads(storage=rt.storage, now=datetime.now(UTC) + timedelta(days=1, minutes=1))
+    assert later["abandoned"] >= 1 and not blob.exists()
+    abandoned = uploads.get_upload(storage=rt.storage, principal=OWNER, upload_id=ticket["id"])
+    assert abandoned.status == "failed"
+    assert (
+        abandoned.error == "The upload was never committed, and its file was deleted; upload the file again."
+    )
+    with pytest.raises(Conflict, match="This upload failed"):
+        uploads.commit_upload(
+            storage=rt.storage, settings=rt.settings, principal=OWNER, upload_id=ticket["id"]
+        )
