@@ -37,6 +37,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableTransactionError, TransactionOperation, UpdateMode
@@ -66,6 +67,7 @@ ALL_DUPS: Final = "dups-all"  # the union of the buckets' duplicate rows, stored
 STORED_ERRORS_PER_CHUNK: Final = 2_000
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
+FILE_CHANGED: Final = "The file was changed after it was committed; upload it again and start a new import."
 MAX_HEADER_CHARS: Final = 30_000  # the job keeps the header and mapping as JSON: 32K UTF-16 units each
 APPLY_THREADS: Final = 4  # per chunk; with 4 activities at once (host.json), 16 transactions in flight
 CHECK_SECONDS: Final = 2.0  # how often a chunk's writer records progress and looks for a cancel
@@ -394,13 +396,16 @@ def plan_import(*, storage: Storage, settings: Settings, job_id: str) -> dict[st
         return {"stop": job.status}
     if job.get("cancelRequested"):
         return {"stop": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
-    _header, chunks = plan_chunks(
-        _blob(storage, job, None),
-        encoding=job.get("encoding"),
-        dialect=ctx.dialect,
-        max_field_chars=uploads.MAX_FIELD_CHARS,
-        chunk_rows=settings.chunk_rows,
-    )
+    try:
+        _header, chunks = plan_chunks(
+            _blob(storage, job, None),
+            encoding=job.get("encoding"),
+            dialect=ctx.dialect,
+            max_field_chars=uploads.MAX_FIELD_CHARS,
+            chunk_rows=settings.chunk_rows,
+        )
+    except ResourceModifiedError:
+        return {"stop": _file_changed(storage, job_id)}
     table = jobs.datasets_table(storage)
     for chunk in chunks:
         table.upsert_entity(
@@ -457,6 +462,12 @@ def _records(storage: Storage, ctx: _Context, chunk: ChunkPlan) -> Iterator[list
     )
 
 
+def _file_changed(storage: Storage, job_id: str) -> str:
+    """End an import whose file was written again after its commit: its rows are no longer the ones
+    profiled and validated. Returns the status."""
+    return _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=FILE_CHANGED)
+
+
 def _blob(storage: Storage, job: Job, chunk: ChunkPlan | None) -> Iterator[bytes]:
     blob = storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId"))
     etag = job.get("blobEtag") or None
@@ -483,9 +494,12 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
         return {"cancelled": True}
     chunk, _ = _chunk(storage, ctx.job, index)
     validator = Validator(ctx.schema, ctx.mapping)
-    result = validator.validate_chunk(
-        _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=False
-    )
+    try:
+        result = validator.validate_chunk(
+            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=False
+        )
+    except ResourceModifiedError:
+        return {"stop": _file_changed(storage, job_id)}
     if result.row_count != chunk.rows:
         raise RuntimeError(
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
@@ -762,9 +776,12 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     chunk, entity = _chunk(storage, job, index)
     if entity.get("applied"):
         return {"rows": int(entity.get("appliedRows") or 0)}
-    result = Validator(ctx.schema, ctx.mapping).validate_chunk(
-        _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
-    )
+    try:
+        result = Validator(ctx.schema, ctx.mapping).validate_chunk(
+            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
+        )
+    except ResourceModifiedError:
+        return {"stop": _file_changed(storage, job_id)}
     skip = _dup_rows(storage, job, chunk)
     mode = job.get("mode")
     entities = []

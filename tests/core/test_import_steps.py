@@ -1,4 +1,4 @@
-"""A cancel that lands while an import's review step counts, against the session's real Azurite."""
+"""An import's steps called one by one against the session's real Azurite, where timing matters."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from core import datasets, imports, jobs, uploads
 from core.auth import Principal
 from core.settings import Settings, StorageConfig
-from core.storage import Storage
+from core.storage import UPLOADS_CONTAINER, Storage
 
 OWNER = Principal(user_id="race-test", user_details="r", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
@@ -22,8 +22,8 @@ def storage(storage_connection_string: str) -> Storage:
     return connected
 
 
-def validated_import(storage: Storage) -> jobs.Job:
-    """Run an import's steps up to its review: a file with one invalid row, so it would wait for one."""
+def started_import(storage: Storage) -> jobs.Job:
+    """Start an import of a file with one invalid row (so it would wait for a review)."""
     settings = Settings(storage=storage.config)
     dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "race", "schema": SCHEMA})
     upload = uploads.store_upload(
@@ -31,14 +31,19 @@ def validated_import(storage: Storage) -> jobs.Job:
     )
     profiled = uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"])
     assert profiled == uploads.PROFILED
-    job = imports.start_import(
+    return imports.start_import(
         storage=storage,
         settings=settings,
         principal=OWNER,
         dataset_id=dataset.id,
         body={"uploadId": upload["id"]},
     )
-    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
+
+
+def validated_import(storage: Storage) -> jobs.Job:
+    """Run an import's steps up to its review."""
+    job = started_import(storage)
+    plan = imports.plan_import(storage=storage, settings=Settings(storage=storage.config), job_id=job.id)
     for index in range(plan["chunks"]):
         imports.validate_chunk(storage=storage, job_id=job.id, index=index)
     for bucket in range(plan["buckets"]):
@@ -63,3 +68,29 @@ def test_a_cancel_while_the_review_counts_cancels_the_import(
     assert ended is not None and ended.status == jobs.CANCELLED
     dataset = datasets.load_dataset(storage, job.dataset_id)
     assert dataset is not None and dataset.active_job == ""  # released: a new import may start
+
+
+def test_a_file_written_again_after_its_commit_fails_the_import_with_a_reason(storage: Storage) -> None:
+    job = started_import(storage)
+    upload_id = job.get("uploadId")
+    storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).upload_blob(b"id\n7\n", overwrite=True)
+    plan = imports.plan_import(storage=storage, settings=Settings(storage=storage.config), job_id=job.id)
+    assert plan == {"stop": jobs.FAILED}
+    ended = jobs.load_job(storage, job.id)
+    assert ended is not None and ended.status == jobs.FAILED
+    assert ended.get("error") == imports.FILE_CHANGED
+    dataset = datasets.load_dataset(storage, job.dataset_id)
+    assert dataset is not None and dataset.active_job == "" and dataset.row_count == 0
+
+
+def test_a_file_written_again_while_validating_fails_the_import_with_a_reason(storage: Storage) -> None:
+    job = started_import(storage)
+    plan = imports.plan_import(storage=storage, settings=Settings(storage=storage.config), job_id=job.id)
+    assert plan["chunks"] == 1
+    storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId")).upload_blob(
+        b"id\n7\n", overwrite=True
+    )
+    assert imports.validate_chunk(storage=storage, job_id=job.id, index=0) == {"stop": jobs.FAILED}
+    ended = jobs.load_job(storage, job.id)
+    assert ended is not None and ended.get("error") == imports.FILE_CHANGED
+    assert imports.review_import(storage=storage, job_id=job.id) == {"next": "stop"}  # the rest stands down
