@@ -24,6 +24,7 @@ integer, number, boolean, date, datetime, time, then string. Deliberate choices:
 from __future__ import annotations
 
 import heapq
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -71,9 +72,26 @@ _TYPED = re.compile(
     r"|(?P<time>[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?)",
     re.ASCII,
 )
+
+
+def _moment(value: str) -> datetime:
+    """Read an ISO 8601 datetime as naive UTC: naive values are taken as UTC, so one column may mix both.
+
+    Raises ValueError for a moment outside years 1 to 9999 once in UTC (0001-01-01T00:00:00+01:00), as
+    validation does: such a cell is not a datetime.
+    """
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError(value) from None
+
+
 _PARSERS: Final[dict[str, Callable[[str], object]]] = {
     "date": date.fromisoformat,
-    "datetime": datetime.fromisoformat,
+    "datetime": _moment,
     "time": time.fromisoformat,
 }
 _FORMATS: Final = (
@@ -156,19 +174,13 @@ def classify(value: str) -> int:
     kind = match.lastgroup
     if kind == "integer":
         return INTEGER | NUMBER
-    if kind == "number":
-        return NUMBER
+    if kind == "number":  # 1e999 is no number a column could hold (and no JSON answer could show)
+        return NUMBER if math.isfinite(float(value)) else 0
     try:
         _PARSERS[kind or ""](value)
     except ValueError:  # e.g. 2023-02-30 or 25:00:00
         return 0
     return _TYPE_BITS[kind or ""]
-
-
-def _datetime_key(value: str) -> datetime:
-    moment = datetime.fromisoformat(value)
-    # Naive values are compared as if they were UTC, so one column may mix both.
-    return moment if moment.tzinfo is None else moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _digest(value: str) -> bytes:
@@ -309,7 +321,7 @@ class _ColumnStats:
             elif value < text[0] or value > text[1]:
                 self.text_bounds = (min(value, text[0]), max(value, text[1]))
         elif types & DATETIME:
-            moment = (_datetime_key(value), value)
+            moment = (_moment(value), value)
             moments = self.moment_bounds
             if moments is None:
                 self.moment_bounds = (moment, moment)

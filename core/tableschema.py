@@ -291,7 +291,7 @@ def _field(item: object, position: int, problems: _Problems) -> Field | None:
         problems.add(None, "fieldNameMissing", f'Field {position} needs a non-empty "name".')
         return None
     kind = item.get("type", "string")
-    if kind not in CONSTRAINTS_BY_TYPE:
+    if not isinstance(kind, str) or kind not in CONSTRAINTS_BY_TYPE:
         known = ", ".join(CONSTRAINTS_BY_TYPE)
         problems.add(name, "unknownType", f'Field "{name}": unknown type {kind!r}; use one of {known}.')
         return Field(name=name)  # kept for the name checks; the schema is refused anyway
@@ -308,7 +308,7 @@ def _field(item: object, position: int, problems: _Problems) -> Field | None:
 def _format(name: str, kind: str, value: object, problems: _Problems) -> str:
     if value == "default":
         return "default"
-    if kind == "string" and value in STRING_FORMATS:
+    if kind == "string" and isinstance(value, str) and value in STRING_FORMATS:
         return str(value)
     if kind in _PATTERN_FORMAT_TYPES and isinstance(value, str) and "%" in value:
         if _strptime_format_works(kind, value.removeprefix("fmt:")):
@@ -501,15 +501,19 @@ def _typed_value(draft: Field, raw: object) -> Any:
     """Read a JSON constraint value (logical, or text in the field's own format) as the field's type."""
     if isinstance(raw, bool):
         return raw if draft.type in ("boolean", "any") else _BAD
-    if isinstance(raw, int) and draft.type in ("integer", "number", "year"):
-        return float(raw) if draft.type == "number" else raw
-    if isinstance(raw, float) and draft.type == "number":
+    if isinstance(raw, int) and draft.type in ("integer", "year"):
         return raw
+    if isinstance(raw, int | float) and draft.type == "number":
+        try:
+            number = float(raw)  # an integer of 400 digits does not fit
+        except OverflowError:
+            return _BAD
+        return number if math.isfinite(number) else _BAD  # no JSON answer could show an infinite bound
     if not isinstance(raw, str):
         return _BAD
     try:
         return cell_reader(draft)(raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         return _BAD
 
 
@@ -551,7 +555,7 @@ def pattern_problem(pattern: object) -> str | None:
         # The pattern as written first, so error positions point into the person's text.
         re.compile(pattern)
         re.compile(_python_pattern(pattern))
-    except re.error as exc:
+    except (re.error, OverflowError, RecursionError) as exc:  # a{4294967296} overflows, deep nesting recurses
         return f"pattern {pattern!r} is not a valid regular expression ({exc})."
     return None
 
@@ -681,7 +685,10 @@ def read_datetime(value: str) -> datetime:
         raise ValueError(value)
     moment = datetime.fromisoformat(value)
     if moment.tzinfo is not None and moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
+        try:
+            moment = moment.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is a moment before year 1 in UTC
+            raise ValueError(value) from None
     return moment
 
 

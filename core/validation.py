@@ -475,7 +475,16 @@ def _datetime_column(cells: Sequence[str]) -> ColumnRead:
         return moments, refused, []
     if set(map(_tzinfo, filter(None, moments))) <= {None, UTC}:
         return moments, refused, []
-    moments = [m.astimezone(UTC) if m is not None and m.tzinfo is not None else m for m in moments]
+    try:
+        moments = [m.astimezone(UTC) if m is not None and m.tzinfo is not None else m for m in moments]
+    except OverflowError:  # a moment before year 1 or after 9999 once in UTC: not a datetime
+        for offset, moment in enumerate(moments):
+            if moment is not None and moment.tzinfo is not None:
+                try:
+                    moments[offset] = moment.astimezone(UTC)
+                except OverflowError:
+                    moments[offset] = None
+                    refused.append(offset)
     return moments, refused, []
 
 
