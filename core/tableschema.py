@@ -335,7 +335,7 @@ def _strptime_format_works(kind: str, pattern: str) -> bool:
         sample = datetime(1900, 1, 1, 4, 5, 6)
     try:
         return datetime.strptime(sample.strftime(pattern), pattern) == sample
-    except ValueError:
+    except (ValueError, re.error):  # strptime compiles "%Y %Y" to a regex naming one group twice
         return False
 
 
@@ -820,7 +820,10 @@ def _strptime_reader(kind: str, pattern: str) -> Reader:
         if kind == "time":
             return moment.timetz()
         if moment.tzinfo is not None:
-            moment = moment.astimezone(UTC)
+            try:
+                moment = moment.astimezone(UTC)
+            except OverflowError:  # as in read_datetime: a moment before year 1 or after 9999 in UTC
+                raise ValueError(value) from None
         return moment
 
     return read

@@ -8,18 +8,10 @@ import pytest
 
 from core import datasets, jobs
 from core.auth import Principal
-from core.settings import StorageConfig
 from core.storage import Storage
 
 OWNER = Principal(user_id="delete-test", user_details="d", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
-
-
-@pytest.fixture(scope="module")
-def storage(storage_connection_string: str) -> Storage:
-    connected = Storage.connect(StorageConfig(connection_string=storage_connection_string))
-    connected.ensure_resources()
-    return connected
 
 
 class _CrashOnLastStep:

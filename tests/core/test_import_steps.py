@@ -8,18 +8,11 @@ import pytest
 
 from core import datasets, imports, jobs, uploads
 from core.auth import Principal
-from core.settings import Settings, StorageConfig
+from core.settings import Settings
 from core.storage import UPLOADS_CONTAINER, Storage
 
 OWNER = Principal(user_id="race-test", user_details="r", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
-
-
-@pytest.fixture(scope="module")
-def storage(storage_connection_string: str) -> Storage:
-    connected = Storage.connect(StorageConfig(connection_string=storage_connection_string))
-    connected.ensure_resources()
-    return connected
 
 
 def started_import(storage: Storage) -> jobs.Job:

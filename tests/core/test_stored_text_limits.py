@@ -7,17 +7,10 @@ import pytest
 from core import datasets, imports, uploads
 from core.auth import Principal
 from core.errors import LimitExceeded
-from core.settings import Settings, StorageConfig
+from core.settings import Settings
 from core.storage import Storage
 
 OWNER = Principal(user_id="limits-test", user_details="l", identity_provider="aad", roles=frozenset())
-
-
-@pytest.fixture(scope="module")
-def storage(storage_connection_string: str) -> Storage:
-    connected = Storage.connect(StorageConfig(connection_string=storage_connection_string))
-    connected.ensure_resources()
-    return connected
 
 
 def test_a_schema_is_measured_as_table_storage_counts(storage: Storage) -> None:
