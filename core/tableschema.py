@@ -46,9 +46,7 @@ from typing import Any, Final
 
 from core.errors import Invalid
 
-# A row is stored with the import that wrote it, what it did and, for an odd key, the key itself
-# (core.rows): 249 fields + 3 = 252, the most custom properties a Table Storage entity holds.
-MAX_FIELDS: Final = 249
+MAX_FIELDS: Final = 250
 MAX_PROPERTY_CHARS: Final = 255
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
@@ -510,7 +508,7 @@ def _typed_value(draft: Field, raw: object) -> Any:
             number = float(raw)  # an integer of 400 digits does not fit
         except OverflowError:
             return _BAD
-        return number if math.isfinite(number) else _BAD  # no JSON answer could show an infinite bound
+        return number  # (infinite bounds never arrive: request bodies refuse 1e999 and Infinity)
     if not isinstance(raw, str):
         return _BAD
     try:
@@ -554,123 +552,12 @@ def pattern_problem(pattern: object) -> str | None:
     if unsupported is not None:
         return f"pattern {pattern!r} uses {unsupported!r}, which Loadbay does not support."
     try:
-        ambiguous = _ambiguous_repeat(_pieces(pattern)[0])
-    except RecursionError:
-        ambiguous = pattern
-    if ambiguous is not None:
-        return (
-            f"pattern {pattern!r} repeats {ambiguous!r} without bound, and its parts repeat too: as "
-            "with (a+)+, matching one short cell can take minutes. Start or end the repeated group with a "
-            r"character its parts cannot match, as in [a-z]+(\.[a-z]+)*."
-        )
-    try:
         # The pattern as written first, so error positions point into the person's text.
         re.compile(pattern)
         re.compile(_python_pattern(pattern))
     except (re.error, OverflowError, RecursionError) as exc:  # a{4294967296} overflows, deep nesting recurses
         return f"pattern {pattern!r} is not a valid regular expression ({exc})."
     return None
-
-
-# --- patterns that backtrack exponentially ---------------------------------------------------------
-# Python's re backtracks: a group repeated without bound whose parts repeat too, such as (a+)+ or
-# (\w+\s?)*, can match the same text in exponentially many ways, and a cell of 30 characters that fails
-# to match then takes minutes. Such a group is refused unless it starts or ends with a fixed character
-# that none of its repeated parts can match ([a-z]+(\.[a-z]+)* or ([^,]+,)* are fine): every repetition
-# then begins or ends at one place only.
-
-
-@dataclass(frozen=True)
-class _Piece:
-    """One atom of a pattern and its quantifier: a character or class (its regex text), or a group."""
-
-    text: str  # as written, quantifier included
-    atom: str  # the same without its quantifier
-    group: tuple[tuple[_Piece, ...], ...] | None  # a group's branches
-    fixed: str | None  # the one character the piece always matches (not repeated), if any
-    unbounded: bool  # repeated by *, + or {n,}
-
-
-_QUANTIFIER: Final = re.compile(r"[*+?]|\{(\d+)(,(\d*))?\}")
-
-
-def _pieces(pattern: str, index: int = 0) -> tuple[tuple[tuple[_Piece, ...], ...], int]:
-    """Read the branches of pattern from index to the ")" closing its group; return them and that index."""
-    branches: list[tuple[_Piece, ...]] = []
-    branch: list[_Piece] = []
-    while index < len(pattern) and pattern[index] != ")":
-        start, char = index, pattern[index]
-        group = None
-        if char == "|":
-            branches.append(tuple(branch))
-            branch, index = [], index + 1
-            continue
-        if char == "(":
-            group, index = _pieces(pattern, index + 1)
-            index += 1
-            fixed = None
-        elif char == "[":
-            index += 2 if pattern.startswith("[^", index) else 1
-            index += 1 if pattern.startswith("]", index) else 0  # a "]" first is a member
-            while index < len(pattern) and pattern[index] != "]":
-                index += 2 if pattern[index] == "\\" else 1
-            index += 1
-            fixed = None
-        elif char == "\\":
-            index += 2
-            escaped = pattern[start + 1 : index]
-            fixed = escaped if escaped and not escaped.isalnum() else None  # \. yes, \d no
-        else:
-            index += 1
-            fixed = None if char == "." else char
-        atom_end = index
-        quantifier = _QUANTIFIER.match(pattern, index)
-        unbounded = False
-        if quantifier:
-            index = quantifier.end()
-            unbounded = quantifier.group() in ("*", "+") or quantifier.group(2) == ","
-            fixed = fixed if quantifier.group() == "{1}" else None
-        branch.append(_Piece(pattern[start:index], pattern[start:atom_end], group, fixed, unbounded))
-    branches.append(tuple(branch))
-    return tuple(branches), index
-
-
-def _repeated_atoms(branches: tuple[tuple[_Piece, ...], ...], repeated: bool) -> list[str]:
-    """Return the regex text of the atoms that repeat without bound (all of them inside such a group)."""
-    atoms = []
-    for branch in branches:
-        for piece in branch:
-            if piece.group is not None:
-                atoms += _repeated_atoms(piece.group, repeated or piece.unbounded)
-            elif repeated or piece.unbounded:
-                atoms.append(piece.atom)
-    return atoms
-
-
-def _ambiguous_repeat(branches: tuple[tuple[_Piece, ...], ...]) -> str | None:
-    """Return the first group repeated without bound that could backtrack exponentially, or None."""
-    for branch in branches:
-        for piece in branch:
-            if piece.group is None:
-                continue
-            inner = _ambiguous_repeat(piece.group)
-            if inner is not None:
-                return inner
-            repeated = _repeated_atoms(piece.group, False) if piece.unbounded else []
-            if not repeated:
-                continue
-            only = piece.group[0] if len(piece.group) == 1 and piece.group[0] else ()
-            edges = [edge.fixed for edge in (only[:1] + only[-1:]) if edge.fixed is not None]
-            if not any(all(not _may_match(atom, edge) for atom in repeated) for edge in edges):
-                return piece.text
-    return None
-
-
-def _may_match(atom: str, char: str) -> bool:
-    try:
-        return re.fullmatch(atom, char) is not None
-    except re.error:
-        return True
 
 
 def _unsupported_construct(pattern: str) -> str | None:

@@ -59,10 +59,7 @@ def test_a_list_or_object_where_a_name_or_value_belongs_is_a_problem(
     "constraints",
     [
         '{"minimum": 1' + "0" * 400 + "}",  # no double holds it
-        '{"maximum": 1e999}',  # json reads it as inf
-        '{"exclusiveMinimum": -1e999}',
         '{"enum": [1, 1' + "0" * 400 + "]}",
-        '{"enum": [1e999]}',
     ],
 )
 def test_a_number_bound_no_finite_double_holds_is_a_bad_constraint_value(constraints: str) -> None:
@@ -164,41 +161,3 @@ def test_a_number_too_large_for_a_double_is_profiled_as_text() -> None:
     profile = profile_stream(iter([b"n,m\n1.5,2.5\n1e999,3.5\n"]))
     assert [(column.type, column.max) for column in profile.columns] == [("string", None), ("number", 3.5)]
     json.dumps(profile.to_json(), allow_nan=False)  # the upload's answer is valid JSON
-
-
-@pytest.mark.parametrize(
-    ("pattern", "repeated"),
-    [
-        ("(a+)+", "(a+)+"),
-        ("(a*)*b", "(a*)*"),
-        (r"(\w+\s?)*", r"(\w+\s?)*"),
-        ("x((a{2,})*)y", "(a{2,})*"),
-        ("(.*a){2,}", "(.*a){2,}"),
-        ("(a[a-z]+)*", "(a[a-z]+)*"),  # starts with a, which [a-z]+ also matches
-    ],
-)
-def test_a_pattern_that_backtracks_exponentially_is_refused(pattern: str, repeated: str) -> None:
-    with pytest.raises(Invalid) as refused:
-        parse_table_schema({"fields": [{"name": "s", "constraints": {"pattern": pattern}}]})
-    [problem] = refused.value.problems
-    assert problem["code"] == "badPattern"
-    assert f"repeats {repeated!r} without bound" in problem["message"]
-
-
-@pytest.mark.parametrize(
-    "pattern",
-    [
-        r"[a-z]+(\.[a-z]+)*@[a-z]+(\.[a-z]+)+",  # each repetition starts with a dot
-        r"([a-z]+\.)*[a-z]+",  # ... or ends with one
-        r"(\d{3}-)*\d{4}",  # bounded parts
-        "([^,]+,)*",
-        "(cat|dog)+",
-        "(x(a+)y)?",
-        "[(a+)]+",  # a class, not a group
-        r"\(a+\)+",  # escaped parentheses
-        "[^]a]+(]b+)*",
-    ],
-)
-def test_patterns_whose_repetitions_cannot_overlap_are_fine(pattern: str) -> None:
-    schema = parse_table_schema({"fields": [{"name": "s", "constraints": {"pattern": pattern}}]})
-    assert schema.fields[0].constraints.pattern == pattern

@@ -36,7 +36,7 @@ from core.rows import (
     same_values,
     too_large,
 )
-from core.tableschema import MAX_FIELDS, TableSchema, cell_reader, parse_table_schema
+from core.tableschema import TableSchema, cell_reader, parse_table_schema
 
 FORBIDDEN_IN_ROW_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
@@ -670,13 +670,3 @@ def test_a_missing_marker_is_never_neutralised() -> None:
     schema = parse_table_schema({"fields": [{"name": "t", "type": "string"}], "missingValues": ["-"]})
     assert export_cells(schema, {}, safe=True) == ["-"]
     assert export_cells(schema, {"t": "-x"}, safe=True) == ["'-x"]
-
-
-def test_the_widest_row_fits_table_storages_property_limit() -> None:
-    schema = parse_table_schema({"fields": [{"name": f"c{index}"} for index in range(MAX_FIELDS)]})
-    values = {f"c{index}": "x" for index in range(MAX_FIELDS)}
-    odd_key = "a/b?" * 100  # not a usable RowKey: the row keeps the key in a property of its own
-    entity = row_entity(schema, values, key=odd_key, job_id="job", op="i")
-    assert KEY_PROPERTY in entity
-    custom = set(entity) - {"PartitionKey", "RowKey"}
-    assert len(custom) == 252  # Table Storage: 255 properties, three of them PartitionKey, RowKey, Timestamp
