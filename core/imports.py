@@ -911,8 +911,9 @@ class _RowWriter:
         except ResourceExistsError:
             pass
         stored = retrying(lambda: self.table.get_entity(entity["PartitionKey"], entity["RowKey"]))
-        if stored.get(rows.JOB_PROPERTY) == self.job.id:  # written by an earlier run of this job
-            if stored.get(rows.OP_PROPERTY) == "u":
+        writer, op = rows.written_by(stored)
+        if writer == self.job.id:  # written by an earlier run of this job
+            if op == "u":
                 outcome.updated += 1
             else:
                 outcome.inserted += 1
@@ -923,7 +924,7 @@ class _RowWriter:
         if rows.same_values(self.schema, stored, entity):
             outcome.unchanged += 1
             return
-        entity[rows.OP_PROPERTY] = "u"
+        entity[rows.JOB_PROPERTY] = rows.writer_mark(self.job.id, "u")
         retrying(lambda: self.table.update_entity(entity, mode=UpdateMode.REPLACE))
         outcome.updated += 1
 

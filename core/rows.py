@@ -32,9 +32,13 @@ from core.tableschema import Field, TableSchema
 PARTITIONS: Final = 128
 MAX_ROW_KEY_CHARS: Final = 255
 MAX_ENTITY_BYTES: Final = 1_000_000  # Table Storage's limit is 1 MiB, with some room for the envelope.
-JOB_PROPERTY: Final = "LoadbayJob"  # the import that last wrote the row
-OP_PROPERTY: Final = "LoadbayOp"  # what that import did: "i" inserted, "u" updated
+# The import that last wrote the row and what it did: "<job id>" inserted it, "<job id>:u" updated it.
+# One property, not two, so that a row of MAX_FIELDS values and a digested key (KEY_PROPERTY) stays
+# within Table Storage's 252 properties of an entity's own.
+JOB_PROPERTY: Final = "LoadbayJob"
+OP_PROPERTY: Final = "LoadbayOp"  # rows written before JOB_PROPERTY said it kept "i" or "u" here; read only
 KEY_PROPERTY: Final = "LoadbayKey"  # the API key, stored only when the RowKey is a digest
+MAX_OWN_PROPERTIES: Final = 252  # 255 with PartitionKey, RowKey and Timestamp
 SYSTEM_PROPERTIES: Final = frozenset(
     {"PartitionKey", "RowKey", "Timestamp", "etag", JOB_PROPERTY, OP_PROPERTY, KEY_PROPERTY}
 )
@@ -98,8 +102,7 @@ def row_entity(
     entity: dict[str, Any] = {
         "PartitionKey": partition_of(row_key),
         "RowKey": row_key,
-        JOB_PROPERTY: job_id,
-        OP_PROPERTY: op,
+        JOB_PROPERTY: writer_mark(job_id, op),
     }
     if row_key != key:
         entity[KEY_PROPERTY] = key
@@ -108,6 +111,17 @@ def row_entity(
         if value is not None:
             entity[item.property_name] = _stored(item, value)
     return entity
+
+
+def writer_mark(job_id: str, op: str) -> str:
+    """Return the JOB_PROPERTY value of a row that import job_id inserted ("i") or updated ("u")."""
+    return job_id if op == "i" else f"{job_id}:{op}"
+
+
+def written_by(entity: Mapping[str, Any]) -> tuple[str, str]:
+    """Return the import that last wrote a stored row and what it did ("i" inserted, "u" updated)."""
+    job_id, _, op = str(entity.get(JOB_PROPERTY) or "").partition(":")
+    return job_id, op or str(entity.get(OP_PROPERTY) or "i")
 
 
 def _stored(item: Field, value: Any) -> Any:

@@ -768,13 +768,17 @@ def read_datetime(value: str) -> datetime:
     """Read an ISO 8601 date and time with seconds ('T' or space between); aware values become UTC."""
     if DATETIME_RE.fullmatch(value) is None:
         raise ValueError(value)
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is not None and moment.tzinfo is not UTC:
-        try:
-            moment = moment.astimezone(UTC)
-        except OverflowError:  # 0001-01-01T00:00:00+01:00 is a moment before year 1 in UTC
-            raise ValueError(value) from None
-    return moment
+    return _in_utc(datetime.fromisoformat(value), value)
+
+
+def _in_utc(moment: datetime, value: str) -> datetime:
+    """Return an aware moment in UTC (a naive one as it is); ValueError(value) if UTC has no such moment."""
+    if moment.tzinfo is None or moment.tzinfo is UTC:
+        return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is a moment before year 1 in UTC
+        raise ValueError(value) from None
 
 
 def read_time(value: str) -> time:
@@ -791,12 +795,7 @@ def _strptime_reader(kind: str, pattern: str) -> Reader:
             return moment.date()
         if kind == "time":
             return moment.timetz()
-        if moment.tzinfo is not None:
-            try:
-                moment = moment.astimezone(UTC)
-            except OverflowError:  # as in read_datetime: a moment before year 1 or after 9999 in UTC
-                raise ValueError(value) from None
-        return moment
+        return _in_utc(moment, value)
 
     return read
 

@@ -311,12 +311,18 @@ def sweep_uploads(*, storage: Storage, now: datetime | None = None) -> dict[str,
         "status eq @status and updatedAt lt @before",
         parameters={"status": PENDING, "before": now - ABANDONED_AFTER},
     ):
-        # The file goes first: a crash in between leaves the upload pending, for the next sweep.
+        # Failed first, on its ETag: a commit at the same moment either wins (and keeps its file) or is
+        # refused. The file goes after; `fileLeft` keeps it on the list below if a crash comes in between.
+        error = "The upload was never committed, and its file was deleted; upload the file again."
+        upload = Upload.from_entity(entity)
+        if _try_update(storage, upload, status=FAILED, error=error, fileLeft=True) is not None:
+            counts["abandoned"] += 1
+    for entity in table.query_entities(
+        "status eq @status and fileLeft eq true", parameters={"status": FAILED}
+    ):
         with contextlib.suppress(ResourceNotFoundError):
             storage.blobs.get_blob_client(UPLOADS_CONTAINER, entity["PartitionKey"]).delete_blob()
-        error = "The upload was never committed, and its file was deleted; upload the file again."
-        if _try_update(storage, Upload.from_entity(entity), status=FAILED, error=error) is not None:
-            counts["abandoned"] += 1
+        _try_update(storage, Upload.from_entity(entity), fileLeft=False)
     return counts
 
 

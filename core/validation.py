@@ -459,11 +459,14 @@ def _joined_prefix(body: str) -> Callable[[str, int], re.Match[str] | None]:
 
 
 def _bounded_joined_prefix(body: str) -> Callable[[str, int], Any]:
-    """Return _joined_prefix(body) in the regex module, raising TimeoutError after PATTERN_SECONDS."""
+    """Return _joined_prefix(body) in the regex module, raising TimeoutError after PATTERN_SECONDS.
+
+    One call reads a whole column of a batch, so it lets other threads run meanwhile (`concurrent`).
+    """
     match = regex.compile(rf"(?:{body})(?:\n(?:{body}))*").match
 
     def prefix(text: str, position: int) -> Any:
-        return match(text, position, timeout=PATTERN_SECONDS)
+        return match(text, position, timeout=PATTERN_SECONDS, concurrent=True)
 
     return prefix
 

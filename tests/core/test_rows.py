@@ -18,6 +18,7 @@ from core.rows import (
     JOB_PROPERTY,
     KEY_PROPERTY,
     MAX_ENTITY_BYTES,
+    MAX_OWN_PROPERTIES,
     MAX_PROPERTY_UNITS,
     MAX_ROW_KEY_CHARS,
     OP_PROPERTY,
@@ -35,8 +36,9 @@ from core.rows import (
     safe_cell,
     same_values,
     too_large,
+    written_by,
 )
-from core.tableschema import TableSchema, cell_reader, parse_table_schema
+from core.tableschema import MAX_FIELDS, TableSchema, cell_reader, parse_table_schema
 
 FORBIDDEN_IN_ROW_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
@@ -344,9 +346,30 @@ def test_missing_values_are_left_out_of_the_entity_and_viewed_as_none() -> None:
 
 def test_an_entity_carries_its_system_stamps_and_the_view_hides_them() -> None:
     entity = row_entity(ALL_TYPES, {"id": 1}, key="1", job_id="job9", op="u")
-    assert entity[JOB_PROPERTY] == "job9"
-    assert entity[OP_PROPERTY] == "u"
+    assert entity[JOB_PROPERTY] == "job9:u"
+    assert OP_PROPERTY not in entity
+    assert written_by(entity) == ("job9", "u")
+    assert written_by(row_entity(ALL_TYPES, {"id": 1}, key="1", job_id="job9", op="i")) == ("job9", "i")
     assert set(row_view(ALL_TYPES, entity)["values"]) == set(ALL_TYPES.field_names)
+
+
+def test_rows_stored_with_the_older_operation_property_still_say_who_wrote_them() -> None:
+    assert written_by({JOB_PROPERTY: "job3", OP_PROPERTY: "u"}) == ("job3", "u")
+    assert written_by({JOB_PROPERTY: "job3", OP_PROPERTY: "i"}) == ("job3", "i")
+    assert written_by({}) == ("", "i")
+
+
+def test_a_row_of_the_most_fields_with_a_digested_key_fits_table_storage() -> None:
+    schema = parse_table_schema(
+        {
+            "fields": [{"name": f"f{number}"} for number in range(MAX_FIELDS)],
+            "primaryKey": "f0",
+        }
+    )
+    values = {name: "x" for name in schema.field_names} | {"f0": "k" * 400}
+    entity = row_entity(schema, values, key=api_key(schema, values), job_id="job1", op="u")
+    assert KEY_PROPERTY in entity  # the key is too long for a RowKey
+    assert len(set(entity) - {"PartitionKey", "RowKey"}) == MAX_OWN_PROPERTIES
 
 
 def test_values_are_stored_under_their_property_names() -> None:

@@ -221,3 +221,47 @@ def test_the_sweeper_deletes_the_files_of_uploads_never_committed(rt: Runtime) -
         uploads.commit_upload(
             storage=rt.storage, settings=rt.settings, principal=OWNER, upload_id=ticket["id"]
         )
+
+
+def test_a_file_left_by_a_sweep_that_crashed_is_deleted_by_the_next(rt: Runtime) -> None:
+    ticket = uploads.create_upload(
+        storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="i.csv", size=4
+    )
+    blob = rt.storage.blobs.get_blob_client(UPLOADS_CONTAINER, ticket["id"])
+    blob.upload_blob(b"a\n1\n")
+    # The sweep marked the upload failed, then crashed before deleting its file.
+    rt.storage.tables.get_table_client("uploads").update_entity(
+        {"PartitionKey": ticket["id"], "RowKey": "upload", "status": "failed", "fileLeft": True}
+    )
+    uploads.sweep_uploads(storage=rt.storage)
+    assert not blob.exists()
+    entity = rt.storage.tables.get_table_client("uploads").get_entity(ticket["id"], "upload")
+    assert entity["fileLeft"] is False
+
+
+def test_an_upload_committed_as_the_sweep_reads_it_keeps_its_file(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticket = uploads.create_upload(
+        storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="j.csv", size=4
+    )
+    blob = rt.storage.blobs.get_blob_client(UPLOADS_CONTAINER, ticket["id"])
+    blob.upload_blob(b"a\n1\n")
+    read = uploads.Upload.from_entity
+    committing: list[bool] = []
+
+    def read_then_commit(entity: Any) -> uploads.Upload:  # the commit lands between the query and the update
+        upload = read(entity)
+        if upload.id == ticket["id"] and upload.status == uploads.PENDING and not committing:
+            committing.append(True)
+            uploads.commit_upload(
+                storage=rt.storage, settings=rt.settings, principal=OWNER, upload_id=ticket["id"]
+            )
+        return upload
+
+    monkeypatch.setattr(uploads.Upload, "from_entity", staticmethod(read_then_commit))
+    later = uploads.sweep_uploads(storage=rt.storage, now=datetime.now(UTC) + timedelta(days=1, minutes=1))
+    monkeypatch.undo()
+    assert later["abandoned"] == 0 and blob.exists()
+    committed = uploads.get_upload(storage=rt.storage, principal=OWNER, upload_id=ticket["id"])
+    assert committed.status != "failed"
