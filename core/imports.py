@@ -55,7 +55,7 @@ from core.paging import decode_cursor, encode_cursor, first_page
 from core.settings import Settings
 from core.storage import IMPORT_QUEUE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage, retrying
 from core.tablebatch import BatchRejected, BatchTooLarge, submit_batch
-from core.tableschema import PatternTooSlow, TableSchema
+from core.tableschema import TableSchema
 from core.validation import KeyDigests, KeyRun, RowError, Validator, merge_keys
 
 log = logging.getLogger(__name__)
@@ -468,12 +468,6 @@ def _file_changed(storage: Storage, job_id: str) -> str:
     return _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=FILE_CHANGED)
 
 
-def _pattern_too_slow(storage: Storage, job_id: str, slow: PatternTooSlow) -> str:
-    """End an import whose schema has a pattern that backtracks for ever on one of its values."""
-    log.warning("Import %s stopped: the pattern of field %r timed out", job_id, slow.field_name)
-    return _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=str(slow))
-
-
 def _blob(storage: Storage, job: Job, chunk: ChunkPlan | None) -> Iterator[bytes]:
     blob = storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId"))
     etag = job.get("blobEtag") or None
@@ -506,8 +500,6 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
         )
     except ResourceModifiedError:
         return {"stop": _file_changed(storage, job_id)}
-    except PatternTooSlow as slow:
-        return {"stop": _pattern_too_slow(storage, job_id, slow)}
     if result.row_count != chunk.rows:
         raise RuntimeError(
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
@@ -790,8 +782,6 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         )
     except ResourceModifiedError:
         return {"stop": _file_changed(storage, job_id)}
-    except PatternTooSlow as slow:  # it passed validation, but a busier machine took longer this time
-        return {"stop": _pattern_too_slow(storage, job_id, slow)}
     skip = _dup_rows(storage, job, chunk)
     mode = job.get("mode")
     entities = []

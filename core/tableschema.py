@@ -27,10 +27,7 @@ duration, any and binary (base64 text, checked) stay ``str``.
 ``pattern`` is an XML Schema regular expression, matched against the whole value. XML Schema has no
 anchors, but people write ``^...$`` (and Frictionless accepts it), so a leading ``^`` and trailing ``$``
 are dropped. Constructs Python's ``re`` cannot express (``\\p{..}``, ``\\i``, ``\\c``, class subtraction)
-are refused as schema problems rather than silently read differently. Values are matched by the
-``regex`` module, which reads these patterns as ``re`` does but can stop a match: a pattern that backtracks
-exponentially on some value (``(a|aa)*``) raises ``PatternTooSlow`` after ``PATTERN_SECONDS`` instead of
-holding a worker for hours.
+are refused as schema problems rather than silently read differently.
 
 Field names are kept as given; each also gets a Table Storage property name (see ``property_names``).
 """
@@ -46,8 +43,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
-
-import regex
 
 from core.errors import Invalid
 
@@ -599,89 +594,9 @@ def _python_pattern(pattern: str) -> str:
     return f"(?:{body})"
 
 
-def compile_pattern(pattern: str) -> regex.Pattern[str]:
-    """Compile an XML Schema pattern for ``fullmatch`` (it must have passed ``pattern_problem``).
-
-    The ``regex`` module is used for its timeouts (see ``bounded_fullmatch``); the pattern is first written
-    so that it reads it exactly as ``re`` does (see ``regex_module_pattern``).
-    """
-    return regex.compile(regex_module_pattern(_python_pattern(pattern)))
-
-
-# {m}, {m,}, {,n}, {m,n}: what re reads as a repeat; any other "{" is a literal to re.
-_REPEAT: Final = re.compile(r"\{\d*(?:,\d*)?\}")
-
-
-def regex_module_pattern(body: str) -> str:
-    """Return a pattern that the ``regex`` module reads as ``re`` reads body.
-
-    Two things ``re`` takes literally mean more to ``regex``: "[" inside a class (``[[:alpha:]]`` is a
-    POSIX class there) and a "{" that does not start a repeat (``a{e<=1}`` asks for a fuzzy match). Both
-    are escaped; everything else ``re`` accepts, ``regex`` (version 0) reads the same way.
-    """
-    out: list[str] = []
-    in_class = False
-    index = 0
-    while index < len(body):
-        char = body[index]
-        if char == "\\":
-            # An escape, whole: \N{NAME} names a character.
-            end = body.find("}", index) + 1 if body.startswith("N{", index + 1) else 0
-            end = max(end, index + 2)
-            out.append(body[index:end])
-            index = end
-            continue
-        if in_class:
-            if char == "]":
-                in_class = False
-            out.append("\\[" if char == "[" else char)
-        elif char == "[":
-            in_class = True
-            # "]" right after "[" or "[^" is a member, not the end.
-            opening = "[^" if body.startswith("^", index + 1) else "["
-            index += len(opening)
-            out.append(opening)
-            if body.startswith("]", index):
-                out.append("\\]")
-                index += 1
-            continue
-        elif char == "{":
-            repeat = _REPEAT.match(body, index)
-            out.append(char if repeat is not None and repeat.group() != "{}" else "\\{")
-        else:
-            out.append(char)
-        index += 1
-    return "".join(out)
-
-
-PATTERN_SECONDS: Final = 1.0
-
-
-class PatternTooSlow(Exception):
-    """A field's pattern took longer than PATTERN_SECONDS to match one value."""
-
-    def __init__(self, field_name: str, pattern: str, value: str) -> None:
-        shown = value if len(value) <= 40 else value[:40] + "…"
-        super().__init__(
-            f'The pattern "{pattern}" of field "{field_name}" took more than {PATTERN_SECONDS:g} s to check '
-            f"the value {shown!r}, so the import stopped. A pattern that repeats a group which itself "
-            "repeats or has overlapping choices, such as (a+)+ or (a|aa)*, can take exponential time; "
-            "write it without the nested repeat."
-        )
-        self.field_name, self.pattern, self.value = field_name, pattern, value
-
-
-def bounded_fullmatch(compiled: regex.Pattern[str], field_name: str, pattern: str) -> Callable[[str], object]:
-    """Return compiled's fullmatch, raising PatternTooSlow when one value takes over PATTERN_SECONDS."""
-    fullmatch = compiled.fullmatch
-
-    def match(value: str) -> object:
-        try:
-            return fullmatch(value, timeout=PATTERN_SECONDS)
-        except TimeoutError:
-            raise PatternTooSlow(field_name, pattern, value) from None
-
-    return match
+def compile_pattern(pattern: str) -> re.Pattern[str]:
+    """Compile an XML Schema pattern for ``fullmatch`` (it must have passed ``pattern_problem``)."""
+    return re.compile(_python_pattern(pattern))
 
 
 def cell_reader(item: Field) -> Reader:

@@ -49,8 +49,6 @@ from itertools import compress, islice, repeat
 from operator import attrgetter, is_, itemgetter
 from typing import Any, Final
 
-import regex
-
 from core.csvformat import Columns, Records
 from core.mapping import ColumnMapping
 from core.tableschema import (
@@ -60,7 +58,6 @@ from core.tableschema import (
     EMAIL_RE,
     INT64_MAX,
     INT64_MIN,
-    PATTERN_SECONDS,
     TIME_RE,
     URI_RE,
     UUID_RE,
@@ -69,7 +66,6 @@ from core.tableschema import (
     Field,
     OutOfRange,
     TableSchema,
-    bounded_fullmatch,
     cell_reader,
     compile_pattern,
     order_key,
@@ -400,38 +396,22 @@ def _shaped_column(pattern: re.Pattern[str], parse: Callable[[str], Any]) -> Col
     return read
 
 
-def _unmatched(
-    pattern: re.Pattern[str],
-    *,
-    fullmatch: Callable[[str], object] | None = None,
-    joined: Callable[[str, int], Any] | None = None,
-) -> Callable[[Sequence[str]], list[int]]:
+def _unmatched(pattern: re.Pattern[str]) -> Callable[[Sequence[str]], list[int]]:
     """Return a function giving the offsets of cells that may not fully match pattern.
 
     The cells are joined with line breaks and matched as one text, so a run of good cells costs one regex
     call; after a cell that stops the match, matching resumes at the next cell. Only for patterns that
     cannot match a line break (see _line_safe); a cell holding one sends the column cell by cell.
-
-    A schema's pattern comes with fullmatch and joined bounded in time (see _pattern_constraint): a joined
-    match that runs out of time is done again cell by cell, where a slow cell raises PatternTooSlow.
     """
-    unicode = joined or _joined_prefix(pattern.pattern)
-    ascii_only = joined or _joined_prefix(_ASCII_TWINS.get(pattern.pattern, pattern.pattern))
-    fullmatch = fullmatch or pattern.fullmatch
-
-    def by_cell(cells: Sequence[str]) -> list[int]:
-        return [offset for offset, cell in enumerate(cells) if fullmatch(cell) is None]
+    unicode = _joined_prefix(pattern.pattern)
+    ascii_only = _joined_prefix(_ASCII_TWINS.get(pattern.pattern, pattern.pattern))
+    fullmatch = pattern.fullmatch
 
     def unmatched(cells: Sequence[str]) -> list[int]:
         text = "\n".join(cells)
         if text.count("\n") != len(cells) - 1:
-            return by_cell(cells)
-        try:
-            return joined_unmatched(text, ascii_only if text.isascii() else unicode)
-        except TimeoutError:  # only a bounded joined match runs out of time
-            return by_cell(cells)
-
-    def joined_unmatched(text: str, prefix: Callable[[str, int], Any]) -> list[int]:
+            return [offset for offset, cell in enumerate(cells) if fullmatch(cell) is None]
+        prefix = ascii_only if text.isascii() else unicode
         suspects: list[int] = []
         position, offset, end = 0, 0, len(text)
         while True:
@@ -456,19 +436,6 @@ def _unmatched(
 def _joined_prefix(body: str) -> Callable[[str, int], re.Match[str] | None]:
     """Return the match method of body, then body again after each line break, as often as it goes."""
     return re.compile(rf"(?:{body})(?:\n(?:{body}))*").match
-
-
-def _bounded_joined_prefix(body: str) -> Callable[[str, int], Any]:
-    """Return _joined_prefix(body) in the regex module, raising TimeoutError after PATTERN_SECONDS.
-
-    One call reads a whole column of a batch, so it lets other threads run meanwhile (`concurrent`).
-    """
-    match = regex.compile(rf"(?:{body})(?:\n(?:{body}))*").match
-
-    def prefix(text: str, position: int) -> Any:
-        return match(text, position, timeout=PATTERN_SECONDS, concurrent=True)
-
-    return prefix
 
 
 # On ASCII text the class \s is these characters. Spelled out, re tests a class with a bitmap, not
@@ -853,13 +820,8 @@ def _pattern_constraint(item: Field) -> list[_Constraint]:
     if pattern is None:
         return []
     compiled = compile_pattern(pattern)
-    fullmatch = bounded_fullmatch(compiled, item.name, pattern)
-    analysed = re.compile(compiled.pattern)  # the same pattern, as re sees it (see _line_safe)
-    unmatched = (
-        _unmatched(analysed, fullmatch=fullmatch, joined=_bounded_joined_prefix(compiled.pattern))
-        if _line_safe(analysed)
-        else None
-    )
+    fullmatch = compiled.fullmatch
+    unmatched = _unmatched(compiled) if _line_safe(compiled) else None
 
     def check(values: list[Any], _span: _Span) -> list[int]:
         if unmatched is not None:
