@@ -52,6 +52,7 @@ from core.ids import new_id
 from core.jobs import Job
 from core.mapping import ColumnMapping, map_columns
 from core.paging import decode_cursor, encode_cursor, first_page
+from core.patterns import PatternTooSlow
 from core.settings import Settings
 from core.storage import IMPORT_QUEUE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage, retrying
 from core.tablebatch import BatchRejected, BatchTooLarge, submit_batch
@@ -500,6 +501,8 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
         )
     except ResourceModifiedError:
         return {"stop": _file_changed(storage, job_id)}
+    except PatternTooSlow as error:
+        return {"stop": _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=str(error))}
     if result.row_count != chunk.rows:
         raise RuntimeError(
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
@@ -782,6 +785,8 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         )
     except ResourceModifiedError:
         return {"stop": _file_changed(storage, job_id)}
+    except PatternTooSlow as error:  # validating passed in time; this time it did not
+        return {"stop": _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=str(error))}
     skip = _dup_rows(storage, job, chunk)
     mode = job.get("mode")
     entities = []

@@ -47,10 +47,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from itertools import compress, islice, repeat
 from operator import attrgetter, is_, itemgetter
+from time import monotonic as time_monotonic
 from typing import Any, Final
 
 from core.csvformat import Columns, Records
 from core.mapping import ColumnMapping
+from core.patterns import PatternTooSlow, is_linear, unmatched_offsets
 from core.tableschema import (
     DATE_RE,
     DATETIME_RE,
@@ -75,6 +77,8 @@ VALUE_CHARS: Final = 200
 MESSAGE_VALUE_CHARS: Final = 60
 MAX_PLAIN_KEY_CHARS: Final = 40
 BATCH_ROWS: Final = 512
+PATTERN_BATCH_SECONDS: Final = 5.0  # for a pattern matched in a child process (see _GuardedPattern)
+PATTERN_CHUNK_SECONDS: Final = 60.0
 DEFAULT_CHUNK_ROWS: Final = 10_000
 
 Problem = tuple[int, str, str]  # offset in the batch, error code, message text after the value
@@ -820,6 +824,10 @@ def _pattern_constraint(item: Field) -> list[_Constraint]:
     if pattern is None:
         return []
     compiled = compile_pattern(pattern)
+    text = f'does not match the pattern "{pattern}"'
+    if not is_linear(compiled.pattern):
+        guarded = _GuardedPattern(item.name, pattern, compiled.pattern)
+        return [_Constraint("pattern", guarded.check, guarded.test, _fixed(text))]
     fullmatch = compiled.fullmatch
     unmatched = _unmatched(compiled) if _line_safe(compiled) else None
 
@@ -828,8 +836,49 @@ def _pattern_constraint(item: Field) -> list[_Constraint]:
             return unmatched(values)
         return _where(map(is_, map(fullmatch, values), repeat(None)))
 
-    text = f'does not match the pattern "{pattern}"'
     return [_Constraint("pattern", check, lambda value: fullmatch(value) is not None, _fixed(text))]
+
+
+class _GuardedPattern:
+    """A pattern whose backtracking its shape does not bound, matched in a child process with a time limit.
+
+    Each batch of cells gets PATTERN_BATCH_SECONDS and a chunk PATTERN_CHUNK_SECONDS in all; beyond
+    either, PatternTooSlow names the field and the pattern (the import then fails, saying so).
+    """
+
+    def __init__(self, field_name: str, pattern: str, source: str) -> None:
+        self.field_name, self.pattern, self.source = field_name, pattern, source
+        self.seconds_left = PATTERN_CHUNK_SECONDS
+        self.verdicts: dict[Any, bool] = {}  # the last batch's cells: whether each matches
+
+    def check(self, values: list[Any], _span: _Span) -> list[int]:
+        """Return the offsets of the values that do not match (exact: no suspects)."""
+        offsets = self._unmatched(values)
+        self.verdicts = dict.fromkeys(values, True)
+        self.verdicts.update((values[offset], False) for offset in offsets)
+        return offsets
+
+    def test(self, value: Any) -> bool:
+        """Say whether one value matches (the last batch's verdict when it was in it)."""
+        verdict = self.verdicts.get(value)
+        return not self._unmatched([value]) if verdict is None else verdict
+
+    def _unmatched(self, cells: list[Any]) -> list[int]:
+        seconds = min(PATTERN_BATCH_SECONDS, self.seconds_left)
+        started = time_monotonic()
+        try:
+            if seconds <= 0:
+                raise PatternTooSlow(f"took more than {PATTERN_CHUNK_SECONDS:g} seconds in all")
+            return unmatched_offsets(self.source, cells, seconds=seconds)
+        except PatternTooSlow as error:
+            raise PatternTooSlow(
+                f'The pattern of field "{self.field_name}" ("{self.pattern}") {error} checking '
+                f"{len(cells):,} cells of one chunk. Nested or adjacent repeats that can match the same "
+                "text, such as (a+)+ or \\d+\\d+, take time that grows steeply with a cell's length: "
+                "rewrite the pattern without them, then start the import again."
+            ) from None
+        finally:
+            self.seconds_left -= time_monotonic() - started
 
 
 def _enum_constraint(item: Field) -> list[_Constraint]:

@@ -14,10 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core import csvformat
+from core import csvformat, validation
 from core.csvformat import Dialect, read_records
 from core.errors import Invalid
 from core.mapping import ColumnMapping, map_columns, normalise_header
+from core.patterns import PatternTooSlow, is_linear
 from core.tableschema import (
     DURATION_RE,
     EMAIL_RE,
@@ -27,6 +28,7 @@ from core.tableschema import (
     UUID_RE,
     YEARMONTH_RE,
     TableSchema,
+    compile_pattern,
     parse_table_schema,
 )
 from core.validation import (
@@ -693,6 +695,51 @@ def test_patterns_that_can_match_a_line_break_or_see_past_a_cell_are_matched_cel
         _line_safe(re.compile(p))
         for p in ["[^x]", "\\s", "a\\n", "(a)\\1", "a(?=\\n)", "(?s:.)", "[\\x00-z]", "\\B", "^a", "a$"]
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(REGEXES, st.lists(st.text(alphabet="ab0.\n ", max_size=4), max_size=30))
+def test_patterns_in_process_or_in_a_child_give_the_verdicts_of_fullmatch(
+    pattern: str, cells: list[str]
+) -> None:
+    try:
+        schema = schema_of({"name": "f", "type": "string", "constraints": {"pattern": pattern}})
+    except Invalid:
+        return  # XML Schema has no such construct, or the pattern does not compile
+    rule = _FieldRule(schema.fields[0], 0, frozenset())
+    compiled = compile_pattern(pattern)
+    _typed, problems = rule.check(cells)
+    assert [offset for offset, _code, _detail in problems] == [
+        offset for offset, cell in enumerate(cells) if compiled.fullmatch(cell) is None
+    ]
+
+
+def test_a_pattern_that_can_backtrack_steeply_is_checked_exactly_in_a_child() -> None:
+    schema = schema_of({"name": "list", "type": "string", "constraints": {"pattern": "(\\d+,)*\\d+"}})
+    assert not is_linear(compile_pattern("(\\d+,)*\\d+").pattern)
+    result = validator_for(schema).validate_chunk(
+        iter([["1,2,3"], ["12"], ["1,,2"], [""], ["x"], ["1,2,3"]]), first_row=2
+    )
+    assert [(error.row, error.code, error.value) for error in result.errors] == [
+        (4, "pattern", "1,,2"),
+        (6, "pattern", "x"),
+    ]
+
+
+def test_a_runaway_pattern_stops_the_chunk_naming_its_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.5)
+    schema = schema_of({"name": "code", "type": "string", "constraints": {"pattern": "(a+)+"}})
+    validator = validator_for(schema)
+    expected = re.escape('field "code" ("(a+)+") took longer than 0.5 seconds')
+    with pytest.raises(PatternTooSlow, match=expected):
+        validator.validate_chunk(iter([["aaa"], ["a" * 60 + "!"]]), first_row=2)
+
+
+def test_a_chunk_gets_a_time_for_each_pattern_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation, "PATTERN_CHUNK_SECONDS", 0.0)
+    schema = schema_of({"name": "code", "type": "string", "constraints": {"pattern": "(a+)+"}})
+    with pytest.raises(PatternTooSlow, match="took more than 0 seconds in all"):
+        validator_for(schema).validate_chunk(iter([["aaa"]]), first_row=2)
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))

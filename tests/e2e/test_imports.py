@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from core.jobs import FINISHED
 from tests.e2e.conftest import Api, Devhost
 
 PEOPLE = {
@@ -220,6 +221,25 @@ def test_cancel_during_review(api: Api) -> None:
     job = api.wait_for_import(job_id)
     assert job["status"] == "cancelled" and job["counts"]["inserted"] == 0
     assert api.get(f"/api/datasets/{dataset_id}").json()["activeJob"] is None
+
+
+def test_a_runaway_pattern_fails_the_import_saying_why_while_the_host_keeps_answering(api: Api) -> None:
+    # (a+)+ on "aaa…a!" backtracks for hours; matched in-process it would hold the GIL all that time.
+    dataset_id = api.create_dataset(
+        {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": "(a+)+"}}]}, name="codes"
+    )
+    upload_id = api.profiled(b"code\naaa\n" + b"a" * 60 + b"!\nb\n")
+    job_id = api.start_import(dataset_id, upload_id, autoApply=True)
+    answers = 0
+    while (job := api.get(f"/api/imports/{job_id}").json())["status"] not in FINISHED:
+        assert api.get("/api/health").status_code == 200  # within the client's 30-second timeout
+        answers += 1
+        time.sleep(0.2)
+    assert answers > 0
+    assert job["status"] == "failed", job
+    assert 'The pattern of field "code" ("(a+)+") took longer than 5 seconds' in job["error"]
+    dataset = api.get(f"/api/datasets/{dataset_id}").json()
+    assert dataset["rowCount"] == 0 and dataset["activeJob"] is None
 
 
 def test_only_one_import_at_a_time_per_dataset(api: Api) -> None:

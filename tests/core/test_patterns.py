@@ -1,0 +1,94 @@
+"""Pattern matching that cannot hang a worker: which patterns run in-process, and the child matcher."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core import patterns
+from core.patterns import PatternTooSlow, is_linear, unmatched_offsets
+from core.tableschema import compile_pattern
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "[A-Z]{2}-[0-9]{4}",
+        r"\d+",
+        r"[a-z]+\.csv",
+        r"(foo|bar)-\d{1,3}",
+        r"[A-Z]{3}(-\d{2}){2}",
+        r"(ab|cd){3}x*",
+        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+        r"a*+b*+c*+",  # possessive repeats never give back
+        r"(?>a+)b",
+        r"(?:ab)+",  # one way to take each repeat: as good as one open repeat
+        r"(?i:[a-z]{1,20})",
+        "",
+    ],
+)
+def test_patterns_with_bounded_backtracking_are_linear(pattern: str) -> None:
+    assert is_linear(compile_pattern(pattern).pattern)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "(a+)+",
+        "(a|a)*",
+        "(a|aa)+b",
+        r"(\w+\s?)*",
+        r"\d+\d+",  # adjacent open repeats: every split of a run of digits is tried
+        r"(.*a){12}",
+        r"(a)\1",  # back references
+        r"(?=.*\d)[a-z\d]{8,}",  # a lookahead's repeat, run again at every backtrack
+        r"[0-9]{100}x*",  # a long fixed run after an open repeat: each try may walk all of it
+        r"(ab|cd){9}",  # 512 ways through
+        r"(?:a?)+",
+        r"(a{1,30}){1,30}",
+    ],
+)
+def test_patterns_that_can_backtrack_steeply_are_not(pattern: str) -> None:
+    assert not is_linear(compile_pattern(pattern).pattern)
+
+
+def test_the_child_gives_the_verdicts_re_gives() -> None:
+    source = compile_pattern(r"(\w+\s?)*").pattern
+    cells = ["hello world", "m²", "\u0131", "tab\there", "", "x y  z", "\ud800", "é" * 50]
+    expected = [offset for offset, cell in enumerate(cells) if re.fullmatch(source, cell) is None]
+    assert expected  # the table has both kinds
+    assert unmatched_offsets(source, cells, seconds=10) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet="ab,1 ²\n", max_size=12), max_size=30))
+def test_child_and_re_agree_on_any_cells(cells: list[str]) -> None:
+    source = compile_pattern(r"(\d+,)*\d+|(a|ab)+").pattern
+    expected = [offset for offset, cell in enumerate(cells) if re.fullmatch(source, cell) is None]
+    assert unmatched_offsets(source, cells, seconds=10) == expected
+
+
+def test_a_runaway_pattern_is_stopped_and_the_next_batch_gets_a_fresh_child() -> None:
+    source = compile_pattern("(a+)+").pattern
+    started = time.monotonic()
+    with pytest.raises(PatternTooSlow, match=r"took longer than 0\.5 seconds"):
+        unmatched_offsets(source, ["aaa", "a" * 60 + "!"], seconds=0.5)
+    assert time.monotonic() - started < 5
+    assert unmatched_offsets(source, ["aaa", "b", "aa"], seconds=10) == [1]
+
+
+def test_children_are_kept_and_a_child_that_left_is_replaced() -> None:
+    unmatched_offsets("a+", ["a"], seconds=10)
+    kept = patterns._idle[-1]
+    assert unmatched_offsets("a+", ["b"], seconds=10) == [0]
+    assert patterns._idle[-1] is kept  # the same child served the second batch
+
+    os.kill(kept.process.pid, 9)
+    kept.process.wait()
+    assert unmatched_offsets("b+", ["b", "a"], seconds=10) == [1]
+    assert kept not in patterns._idle
