@@ -157,9 +157,7 @@ def store_upload(
 
 def commit_upload(*, storage: Storage, settings: Settings, principal: Principal, upload_id: str) -> Upload:
     """Check the file arrived, mark the upload `uploaded` and queue its profiling (safe to repeat)."""
-    upload = get_upload(storage=storage, principal=principal, upload_id=upload_id)
-    if upload.status == FAILED:
-        raise Conflict(f"This upload failed ({upload.error}); start a new upload.")
+    upload = _not_failed(get_upload(storage=storage, principal=principal, upload_id=upload_id))
     if upload.status in (PROFILING, PROFILED):
         return upload
     if upload.status == PENDING:
@@ -186,11 +184,17 @@ def commit_upload(*, storage: Storage, settings: Settings, principal: Principal,
         committed = _try_update(
             storage, upload, status=UPLOADED, size=properties.size, blobEtag=properties.etag
         )
-        if committed is None:  # a concurrent commit won; its command is on its way
-            return get_upload(storage=storage, principal=principal, upload_id=upload_id)
+        if committed is None:  # a concurrent commit won (its command is on its way), or the sweeper
+            return _not_failed(get_upload(storage=storage, principal=principal, upload_id=upload_id))
         upload = committed
     # Status `uploaded`: (re)send the command; a repeat after a lost send lands here too.
     _send_profile_request(storage, upload_id)
+    return upload
+
+
+def _not_failed(upload: Upload) -> Upload:
+    if upload.status == FAILED:
+        raise Conflict(f"This upload failed ({upload.error}); start a new upload.")
     return upload
 
 

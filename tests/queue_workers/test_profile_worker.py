@@ -266,3 +266,23 @@ def test_an_upload_committed_as_the_sweep_reads_it_keeps_its_file(
     assert committing and blob.exists()
     committed = uploads.get_upload(storage=rt.storage, principal=OWNER, upload_id=ticket["id"])
     assert committed.status != "failed"
+
+
+def test_a_commit_that_loses_to_the_sweep_is_refused(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    ticket = uploads.create_upload(
+        storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="k.csv", size=4
+    )
+    rt.storage.blobs.get_blob_client(UPLOADS_CONTAINER, ticket["id"]).upload_blob(b"a\n1\n")
+    update = uploads._try_update
+
+    def sweep_first(storage: Any, upload: uploads.Upload, **changes: Any) -> uploads.Upload | None:
+        monkeypatch.setattr(uploads, "_try_update", update)  # the sweep lands between the read and the update
+        uploads.sweep_uploads(storage=rt.storage, now=datetime.now(UTC) + timedelta(days=1, minutes=1))
+        return update(storage, upload, **changes)
+
+    monkeypatch.setattr(uploads, "_try_update", sweep_first)
+    with pytest.raises(Conflict, match="This upload failed"):
+        uploads.commit_upload(
+            storage=rt.storage, settings=rt.settings, principal=OWNER, upload_id=ticket["id"]
+        )
+    assert uploads._try_update is update  # the sweep did run
