@@ -819,14 +819,14 @@ def _length_check(
     return check
 
 
-def _pattern_constraint(item: Field) -> list[_Constraint]:
+def _pattern_constraint(item: Field, time_left: PatternTime) -> list[_Constraint]:
     pattern = item.constraints.pattern
     if pattern is None:
         return []
     compiled = compile_pattern(pattern)
     text = f'does not match the pattern "{pattern}"'
     if not is_linear(compiled.pattern):
-        guarded = _GuardedPattern(item.name, pattern, compiled.pattern)
+        guarded = _GuardedPattern(item.name, pattern, compiled.pattern, time_left)
         return [_Constraint("pattern", guarded.check, guarded.test, _fixed(text))]
     fullmatch = compiled.fullmatch
     unmatched = _unmatched(compiled) if _line_safe(compiled) else None
@@ -839,16 +839,34 @@ def _pattern_constraint(item: Field) -> list[_Constraint]:
     return [_Constraint("pattern", check, lambda value: fullmatch(value) is not None, _fixed(text))]
 
 
-class _GuardedPattern:
-    """A pattern whose backtracking its shape does not bound, matched in a child process with a time limit.
+@dataclass
+class PatternTime:
+    """The time left for patterns matched in a child process: per batch of cells, and for the whole chunk.
 
-    Each batch of cells gets PATTERN_BATCH_SECONDS and a chunk PATTERN_CHUNK_SECONDS in all; beyond
-    either, PatternTooSlow names the field and the pattern (the import then fails, saying so).
+    One per Validator, shared by its fields. `patience` multiplies both: applying checks the rows again
+    and gives them more time than validating did, so rows that passed in time do not fail on a busy host.
     """
 
-    def __init__(self, field_name: str, pattern: str, source: str) -> None:
+    patience: float = 1.0
+    spent: float = 0.0
+
+    def next_batch(self) -> float:
+        """Return the seconds the next batch may take; PatternTooSlow when the chunk has none left."""
+        left = PATTERN_CHUNK_SECONDS * self.patience - self.spent
+        if left <= 0:
+            raise PatternTooSlow(
+                f"used up the {PATTERN_CHUNK_SECONDS * self.patience:g} seconds that one chunk of rows "
+                "gets for patterns like it"
+            )
+        return min(PATTERN_BATCH_SECONDS * self.patience, left)
+
+
+class _GuardedPattern:
+    """A pattern not known to be fast (see core.patterns), matched in a child process within a PatternTime."""
+
+    def __init__(self, field_name: str, pattern: str, source: str, time_left: PatternTime) -> None:
         self.field_name, self.pattern, self.source = field_name, pattern, source
-        self.seconds_left = PATTERN_CHUNK_SECONDS
+        self.time_left = time_left
         self.verdicts: dict[Any, bool] = {}  # the last batch's cells: whether each matches
 
     def check(self, values: list[Any], _span: _Span) -> list[int]:
@@ -864,21 +882,19 @@ class _GuardedPattern:
         return not self._unmatched([value]) if verdict is None else verdict
 
     def _unmatched(self, cells: list[Any]) -> list[int]:
-        seconds = min(PATTERN_BATCH_SECONDS, self.seconds_left)
         started = time_monotonic()
         try:
-            if seconds <= 0:
-                raise PatternTooSlow(f"took more than {PATTERN_CHUNK_SECONDS:g} seconds in all")
-            return unmatched_offsets(self.source, cells, seconds=seconds)
+            return unmatched_offsets(self.source, cells, seconds=self.time_left.next_batch())
         except PatternTooSlow as error:
+            cells_text = "1 cell" if len(cells) == 1 else f"{len(cells):,} cells"
             raise PatternTooSlow(
-                f'The pattern of field "{self.field_name}" ("{self.pattern}") {error} checking '
-                f"{len(cells):,} cells of one chunk. Nested or adjacent repeats that can match the same "
-                "text, such as (a+)+ or \\d+\\d+, take time that grows steeply with a cell's length: "
-                "rewrite the pattern without them, then start the import again."
+                f'The pattern of field "{self.field_name}" ("{self.pattern}") {error} (checking '
+                f"{cells_text}). Nested or adjacent repeats that can match the same text, such as (a+)+ or "
+                "\\d+\\d+, take time that grows steeply with a cell's length: rewrite the pattern without "
+                "them."
             ) from None
         finally:
-            self.seconds_left -= time_monotonic() - started
+            self.time_left.spent += time_monotonic() - started
 
 
 def _enum_constraint(item: Field) -> list[_Constraint]:
@@ -935,7 +951,13 @@ def _fill(values: list[Any], suspects: list[int]) -> None:
 class _FieldRule:
     """How to read and check one field's column; built once per Validator."""
 
-    def __init__(self, item: Field, source: int | None, missing: frozenset[str]) -> None:
+    def __init__(
+        self,
+        item: Field,
+        source: int | None,
+        missing: frozenset[str],
+        pattern_time: PatternTime | None = None,
+    ) -> None:
         self.name = item.name
         self.source = source
         self.missing = missing
@@ -954,7 +976,7 @@ class _FieldRule:
         self.constraints = (
             _bound_constraints(item)
             + _length_constraints(item)
-            + _pattern_constraint(item)
+            + _pattern_constraint(item, pattern_time or PatternTime())
             + _enum_constraint(item)
         )
         cheap = self.identity or item.type == "boolean"  # remembering costs as much as reading these
@@ -1304,7 +1326,18 @@ class _Chunk:
 class Validator:
     """Validates chunks of CSV records (lists of cell strings) against a schema through a column mapping."""
 
-    def __init__(self, schema: TableSchema, mapping: ColumnMapping, *, batch_rows: int = BATCH_ROWS) -> None:
+    def __init__(
+        self,
+        schema: TableSchema,
+        mapping: ColumnMapping,
+        *,
+        batch_rows: int = BATCH_ROWS,
+        pattern_patience: float = 1.0,
+    ) -> None:
+        """Prepare the checks; pattern_patience multiplies the time patterns get (see PatternTime).
+
+        Raises PatternTooSlow (as validating does) when a pattern cannot judge a missing value in time.
+        """
         if mapping.field_names != schema.field_names:
             raise ValueError("the column mapping was made for another schema")
         self.schema = schema
@@ -1312,8 +1345,9 @@ class Validator:
         self.width = len(mapping.header)
         self.batch_rows = batch_rows
         missing = frozenset(schema.missing_values)
+        self.pattern_time = PatternTime(patience=pattern_patience)
         self._rules = [
-            _FieldRule(item, source, missing)
+            _FieldRule(item, source, missing, self.pattern_time)
             for item, source in zip(schema.fields, mapping.sources, strict=True)
         ]
         self._names = [item.name for item in schema.fields]
@@ -1355,6 +1389,7 @@ class Validator:
 
     def _validate(self, take: Taker, limit: int | None, first_row: int, keep_rows: bool) -> ChunkResult:
         """Validate the next rows from take, up to limit (all if None), as one chunk."""
+        self.pattern_time.spent = 0.0  # each chunk gets its own time
         collectors = [
             _KeyCollector(code, positions, [self.schema.fields[p] for p in positions])
             for code, positions in self._key_specs

@@ -40,6 +40,7 @@ from core.validation import (
     ChunkResult,
     KeyDigests,
     KeyRun,
+    PatternTime,
     RowError,
     Validator,
     _duplicates,
@@ -735,11 +736,42 @@ def test_a_runaway_pattern_stops_the_chunk_naming_its_field(monkeypatch: pytest.
         validator.validate_chunk(iter([["aaa"], ["a" * 60 + "!"]]), first_row=2)
 
 
-def test_a_chunk_gets_a_time_for_each_pattern_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_chunk_has_a_time_for_patterns_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation, "PATTERN_CHUNK_SECONDS", 0.0)
     schema = schema_of({"name": "code", "type": "string", "constraints": {"pattern": "(a+)+"}})
-    with pytest.raises(PatternTooSlow, match="took more than 0 seconds in all"):
+    with pytest.raises(PatternTooSlow, match="used up the 0 seconds that one chunk of rows gets"):
         validator_for(schema).validate_chunk(iter([["aaa"]]), first_row=2)
+
+
+def test_pattern_time_is_per_chunk_and_patience_multiplies_it() -> None:
+    time_left = PatternTime(patience=3.0)
+    assert time_left.next_batch() == 3 * validation.PATTERN_BATCH_SECONDS
+    time_left.spent = 3 * validation.PATTERN_CHUNK_SECONDS - 0.5
+    assert time_left.next_batch() == 0.5
+    time_left.spent += 0.5
+    with pytest.raises(PatternTooSlow):
+        time_left.next_batch()
+    schema = schema_of(
+        {"name": "a", "type": "string", "constraints": {"pattern": "(x|y)+"}},
+        {"name": "b", "type": "string", "constraints": {"pattern": "(x|z)+"}},
+    )
+    validator = validator_for(schema)
+    validator.pattern_time.spent = validation.PATTERN_CHUNK_SECONDS  # the last chunk used it all
+    result = validator.validate_chunk(iter([["x", "z"], ["y", "y"]]), first_row=2)
+    assert [(error.row, error.column) for error in result.errors] == [(3, "b")]
+    assert 0 < validator.pattern_time.spent < validation.PATTERN_CHUNK_SECONDS  # both fields, one clock
+
+
+def test_a_missing_value_a_pattern_cannot_judge_in_time_stops_the_validator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.5)
+    schema = schema_of(
+        {"name": "code", "type": "string", "constraints": {"pattern": "(a+)+"}},
+        missingValues=["", "a" * 60 + "!"],
+    )
+    with pytest.raises(PatternTooSlow, match='field "code"'):
+        validator_for(schema)
 
 
 @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
