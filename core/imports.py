@@ -639,7 +639,12 @@ def _summed(storage: Storage, job: Job) -> dict[str, Any]:
 def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     """Count what validation found; go on to apply, or wait for a review. Returns {next, expiresAt?}."""
     job = jobs.load_job(storage, job_id)
-    if job is None or job.status in jobs.FINISHED:
+    if job is None:
+        return {"next": "stop"}
+    if job.status in jobs.FINISHED:
+        # It ended while validating (a changed file, a slow pattern). Chunks still running then may have
+        # stored key runs after the clean-up; every chunk has ended now.
+        _clean_up(storage, job, job.status, None)
         return {"next": "stop"}
     if job.get("cancelRequested"):
         return {"next": "stop", "status": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}

@@ -9,7 +9,7 @@ import pytest
 from core import datasets, imports, jobs, uploads
 from core.auth import Principal
 from core.settings import Settings
-from core.storage import UPLOADS_CONTAINER, Storage
+from core.storage import UPLOADS_CONTAINER, WORK_CONTAINER, Storage
 
 OWNER = Principal(user_id="race-test", user_details="r", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
@@ -87,3 +87,23 @@ def test_a_file_written_again_while_validating_fails_the_import_with_a_reason(st
     ended = jobs.load_job(storage, job.id)
     assert ended is not None and ended.get("error") == imports.FILE_CHANGED
     assert imports.review_import(storage=storage, job_id=job.id) == {"next": "stop"}  # the rest stands down
+
+
+def test_what_a_chunk_stores_after_the_import_failed_is_cleaned_up_by_the_review(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = started_import(storage)
+    imports.plan_import(storage=storage, settings=Settings(storage=storage.config), job_id=job.id)
+    store = imports._store_key_buckets
+
+    def fail_then_store(storage_: Storage, job_: jobs.Job, index: int, digests: Any) -> list[list[int]]:
+        # Another chunk failed the import (and cleaned up) while this one was validating.
+        imports._finish(storage, job.id, status=jobs.FAILED, phase="failed", error="another chunk failed")
+        return store(storage_, job_, index, digests)
+
+    monkeypatch.setattr(imports, "_store_key_buckets", fail_then_store)
+    imports.validate_chunk(storage=storage, job_id=job.id, index=0)
+    work = storage.blobs.get_container_client(WORK_CONTAINER)
+    assert list(work.list_blobs(name_starts_with=f"{job.id}/keys"))  # stored after the clean-up
+    assert imports.review_import(storage=storage, job_id=job.id) == {"next": "stop"}
+    assert not list(work.list_blobs(name_starts_with=f"{job.id}/"))
