@@ -3,8 +3,9 @@
 Python's ``re`` backtracks. A schema pattern such as ``(a+)+`` takes exponential time on a cell like
 ``aaaa…a!``, and ``re`` holds the GIL for the whole match: one such cell would freeze every function in the
 process, other users' requests included. So Loadbay matches in-process only the simplest patterns, whose
-work is provably small (``is_linear``): a sequence of characters and repeated characters, such as
-``[A-Z]{2}-[0-9]{4}``, ``\\d+`` or ``[a-z]+\\.csv``. Any other pattern is matched by
+work per character of a cell their shape bounds (``is_linear``): short sequences of characters and
+repeated characters, such as ``[A-Z]{2}-[0-9]{4}``, ``\\d+`` or ``[a-z]+\\.csv``; the worst of them
+take under 10 ms on a failing 32,768-character cell. Any other pattern is matched by
 ``unmatched_offsets`` in a child Python process (the same interpreter and ``re``, so the same verdicts)
 that gets ``seconds`` per batch of cells; a child over its time is killed, and ``PatternTooSlow`` says so.
 
@@ -31,7 +32,11 @@ import time
 from collections.abc import Sequence
 from typing import Any, Final
 
-MAX_STEPS_PER_CHARACTER: Final = 1_024  # of an in-process pattern: the ways to split times the fixed width
+# In-process patterns: at most these steps per character of a cell (the ways to split times the fixed
+# width): a failing 32,768-character cell then costs a few milliseconds.
+MAX_STEPS_PER_CHARACTER: Final = 64
+MAX_SOURCE_CHARS: Final = 256
+MAX_CLASS_CATEGORIES: Final = 4
 SMALL_SPREAD: Final = 16  # a repeat with at most 1 + this many counts to try ({1,3}) is a few choices
 LONG_RUN: Final = 64  # a repeat that may take more characters than this counts as open-ended
 CHILD_CPU_SECONDS: Final = 30  # a child leaves after this much matching (its successor starts in ~20 ms)
@@ -50,18 +55,22 @@ class PatternTooSlow(Exception):
 
 _ONE_CHARACTER: Final = frozenset((_sre.LITERAL, _sre.NOT_LITERAL, _sre.IN, _sre.ANY))
 _REPEATS: Final = frozenset((_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT))
+_CLASS_ITEMS: Final = frozenset((_sre.LITERAL, _sre.RANGE, _sre.CATEGORY, _sre.NEGATE))
 
 
 def is_linear(source: str) -> bool:
-    """Say whether a Python pattern is simple enough to match in-process, at a bounded cost per character.
+    """Say whether a Python pattern is simple enough to match in-process, at a small cost per character.
 
-    Only a sequence of anchors, characters (literals, classes, ".") and repeated characters, in plain
-    groups, qualifies, with at most one open-ended repeat (more than SMALL_SPREAD counts to try, or more
-    than LONG_RUN characters). Backtracking then tries each count of that repeat once per way of splitting
-    the rest, and each try walks the rest: at most MAX_STEPS_PER_CHARACTER steps per character of the cell.
-    No alternation, lookaround, back reference or repeated group: a pattern this refuses is not known to
-    be slow, only not known to be fast, and is matched in a child process.
+    Only a short sequence of anchors, characters (literals, ".", classes of Basic Multilingual Plane
+    characters, which ``re`` tests in one step) and repeated characters, in plain groups, qualifies, with
+    at most one open-ended repeat (more than SMALL_SPREAD counts to try, or more than LONG_RUN
+    characters). Backtracking then tries each count of that repeat once per way of splitting the rest,
+    and each try walks the rest: at most MAX_STEPS_PER_CHARACTER steps per character of the cell. No
+    alternation, lookaround, back reference or repeated group: a pattern this refuses is not known to be
+    slow, only not known to be fast, and is matched in a child process.
     """
+    if len(source) > MAX_SOURCE_CHARS:
+        return False
     try:
         atoms = _atoms(_sre_parse.parse(source))
     except (re.error, RecursionError, OverflowError):
@@ -73,21 +82,21 @@ def is_linear(source: str) -> bool:
         if high - low > SMALL_SPREAD or high > LONG_RUN:
             open_ended += 1
             continue
-        width += high
+        width += max(high, 1)  # an anchor is a step on every path too
         if not possessive:
             ways *= high - low + 1
     return open_ended <= 1 and ways * (width + 1) <= MAX_STEPS_PER_CHARACTER
 
 
 def _atoms(items: Any) -> list[tuple[int, int, bool]] | None:
-    """Return (fewest, most, possessive) per character of a plain sequence; None for anything else."""
+    """Return (fewest, most, possessive) per step of a plain sequence (0, 0 for an anchor); None otherwise."""
     atoms: list[tuple[int, int, bool]] = []
     for op, argument in items:
         if op is _sre.AT:
-            continue
-        if op in _ONE_CHARACTER:
+            atoms.append((0, 0, False))
+        elif _one_step(op, argument):
             atoms.append((1, 1, False))
-        elif op in _REPEATS and len(argument[2]) == 1 and argument[2][0][0] in _ONE_CHARACTER:
+        elif op in _REPEATS and len(argument[2]) == 1 and _one_step(*argument[2][0]):
             atoms.append((argument[0], argument[1], op is _sre.POSSESSIVE_REPEAT))
         elif op is _sre.SUBPATTERN:
             inner = _atoms(argument[3])
@@ -97,6 +106,20 @@ def _atoms(items: Any) -> list[tuple[int, int, bool]] | None:
         else:
             return None
     return atoms
+
+
+def _one_step(op: Any, argument: Any) -> bool:
+    """Say whether a node tests one character in one step: a class only if re can make it a bitmap."""
+    if op is not _sre.IN:
+        return op in _ONE_CHARACTER
+    if sum(item is _sre.CATEGORY for item, _ in argument) > MAX_CLASS_CATEGORIES:
+        return False  # categories (\d, \w, \s) are tested one after the other
+    for item, value in argument:
+        if item not in _CLASS_ITEMS:
+            return False
+        if (item is _sre.LITERAL and value > 0xFFFF) or (item is _sre.RANGE and value[1] > 0xFFFF):
+            return False  # beyond the bitmap: re tests such items one by one
+    return True
 
 
 # --- matching in a child process ----------------------------------------------------------------------
@@ -122,10 +145,10 @@ while True:
     size = read.read(8)
     if len(size) < 8:
         break
-    source, seconds, cells = marshal.loads(read.read(struct.unpack("<Q", size)[0]))
-    # The parent stops a batch after `seconds` of its clock; should the parent die first, this ends it.
-    limit(resource.RLIMIT_CPU, int(time.process_time() + seconds) + 2)
     try:
+        source, seconds, cells = marshal.loads(read.read(struct.unpack("<Q", size)[0]))
+        # The parent stops a batch after `seconds` of its clock; should the parent die first, this ends it.
+        limit(resource.RLIMIT_CPU, int(time.process_time() + seconds) + 2)
         fullmatch = compiled.get(source)
         if fullmatch is None:
             fullmatch = compiled[source] = re.compile(source).fullmatch
@@ -134,6 +157,8 @@ while True:
         answer = ("error", "ran out of memory")
     except RecursionError:
         answer = ("error", "nests too deeply")
+    except Exception as error:
+        answer = ("error", "could not be matched (" + type(error).__name__ + ")")
     done = time.process_time() > {cpu}
     reply = marshal.dumps((*answer, done))
     write.write(struct.pack("<Q", len(reply)) + reply)

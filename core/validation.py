@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from itertools import compress, islice, repeat
-from operator import attrgetter, is_, itemgetter
+from operator import attrgetter, itemgetter
 from time import monotonic as time_monotonic
 from typing import Any, Final
 
@@ -79,6 +79,7 @@ MAX_PLAIN_KEY_CHARS: Final = 40
 BATCH_ROWS: Final = 512
 PATTERN_BATCH_SECONDS: Final = 5.0  # for a pattern matched in a child process (see _GuardedPattern)
 PATTERN_CHUNK_SECONDS: Final = 60.0
+PATTERN_LEAST_SECONDS: Final = 0.5  # a batch given less would fail a fast pattern: the chunk's time is up
 DEFAULT_CHUNK_ROWS: Final = 10_000
 
 Problem = tuple[int, str, str]  # offset in the batch, error code, message text after the value
@@ -825,47 +826,58 @@ def _pattern_constraint(item: Field, time_left: PatternTime) -> list[_Constraint
         return []
     compiled = compile_pattern(pattern)
     text = f'does not match the pattern "{pattern}"'
-    if not is_linear(compiled.pattern):
+    # In-process only when cheap per character and checkable on line-joined cells: each failing cell then
+    # ends one short regex call, so the GIL is let go between them.
+    if not (is_linear(compiled.pattern) and _line_safe(compiled)):
         guarded = _GuardedPattern(item.name, pattern, compiled.pattern, time_left)
         return [_Constraint("pattern", guarded.check, guarded.test, _fixed(text))]
+    unmatched = _unmatched(compiled)
     fullmatch = compiled.fullmatch
-    unmatched = _unmatched(compiled) if _line_safe(compiled) else None
-
-    def check(values: list[Any], _span: _Span) -> list[int]:
-        if unmatched is not None:
-            return unmatched(values)
-        return _where(map(is_, map(fullmatch, values), repeat(None)))
-
-    return [_Constraint("pattern", check, lambda value: fullmatch(value) is not None, _fixed(text))]
+    return [
+        _Constraint(
+            "pattern",
+            lambda values, _span: unmatched(values),
+            lambda value: fullmatch(value) is not None,
+            _fixed(text),
+        )
+    ]
 
 
 @dataclass
 class PatternTime:
-    """The time left for patterns matched in a child process: per batch of cells, and for the whole chunk.
+    """The time patterns matched in a child process may take: per batch of cells, and per chunk in all.
 
     One per Validator, shared by its fields. `patience` multiplies both: applying checks the rows again
     and gives them more time than validating did, so rows that passed in time do not fail on a busy host.
     """
 
     patience: float = 1.0
-    spent: float = 0.0
+    spent: dict[tuple[str, str], float] = field(default_factory=dict)  # per (field, pattern), this chunk
 
     def next_batch(self) -> float:
-        """Return the seconds the next batch may take; PatternTooSlow when the chunk has none left."""
-        left = PATTERN_CHUNK_SECONDS * self.patience - self.spent
-        if left <= 0:
-            raise PatternTooSlow(
-                f"used up the {PATTERN_CHUNK_SECONDS * self.patience:g} seconds that one chunk of rows "
-                "gets for patterns like it"
-            )
-        return min(PATTERN_BATCH_SECONDS * self.patience, left)
+        """Return the seconds the next batch may take; PatternTooSlow when the chunk has too little left."""
+        chunk_seconds = PATTERN_CHUNK_SECONDS * self.patience
+        left = chunk_seconds - sum(self.spent.values())
+        if left >= PATTERN_LEAST_SECONDS * self.patience:
+            return min(PATTERN_BATCH_SECONDS * self.patience, left)
+        message = f"Patterns used up the {chunk_seconds:g} seconds one chunk of rows gets for them"
+        if self.spent:
+            (name, pattern), seconds = max(self.spent.items(), key=itemgetter(1))
+            message += f'; the pattern of field "{name}" ("{pattern}") took {seconds:.1f} of them'
+        raise PatternTooSlow(f"{message}. {_PATTERN_ADVICE}")
+
+
+_PATTERN_ADVICE: Final = (
+    "Nested or adjacent repeats that can match the same text, such as (a+)+ or \\d+\\d+, take time that "
+    "grows steeply with a cell's length: rewrite the pattern without them."
+)
 
 
 class _GuardedPattern:
     """A pattern not known to be fast (see core.patterns), matched in a child process within a PatternTime."""
 
     def __init__(self, field_name: str, pattern: str, source: str, time_left: PatternTime) -> None:
-        self.field_name, self.pattern, self.source = field_name, pattern, source
+        self.name, self.source = (field_name, pattern), source
         self.time_left = time_left
         self.verdicts: dict[Any, bool] = {}  # the last batch's cells: whether each matches
 
@@ -882,19 +894,19 @@ class _GuardedPattern:
         return not self._unmatched([value]) if verdict is None else verdict
 
     def _unmatched(self, cells: list[Any]) -> list[int]:
+        seconds = self.time_left.next_batch()
         started = time_monotonic()
         try:
-            return unmatched_offsets(self.source, cells, seconds=self.time_left.next_batch())
+            return unmatched_offsets(self.source, cells, seconds=seconds)
         except PatternTooSlow as error:
             cells_text = "1 cell" if len(cells) == 1 else f"{len(cells):,} cells"
             raise PatternTooSlow(
-                f'The pattern of field "{self.field_name}" ("{self.pattern}") {error} (checking '
-                f"{cells_text}). Nested or adjacent repeats that can match the same text, such as (a+)+ or "
-                "\\d+\\d+, take time that grows steeply with a cell's length: rewrite the pattern without "
-                "them."
+                f'The pattern of field "{self.name[0]}" ("{self.name[1]}") {error} (checking {cells_text}). '
+                + _PATTERN_ADVICE
             ) from None
         finally:
-            self.time_left.spent += time_monotonic() - started
+            spent = self.time_left.spent
+            spent[self.name] = spent.get(self.name, 0.0) + time_monotonic() - started
 
 
 def _enum_constraint(item: Field) -> list[_Constraint]:
@@ -1389,7 +1401,7 @@ class Validator:
 
     def _validate(self, take: Taker, limit: int | None, first_row: int, keep_rows: bool) -> ChunkResult:
         """Validate the next rows from take, up to limit (all if None), as one chunk."""
-        self.pattern_time.spent = 0.0  # each chunk gets its own time
+        self.pattern_time.spent.clear()  # each chunk gets its own time
         collectors = [
             _KeyCollector(code, positions, [self.schema.fields[p] for p in positions])
             for code, positions in self._key_specs

@@ -23,10 +23,11 @@ from core.tableschema import compile_pattern
         r"[a-z]+\.csv",
         r"([A-Z]{2})-(\d{4})",
         r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-        r"\d{1,3}\.\d{1,3}",
+        r"[A-Z]{3}\d{1,4}",
         r"\bx\S*",
         r"a*+b",  # a possessive repeat never gives back
-        r"(?i:[a-z]{1,16})",
+        r"(?i:[a-z]+)",
+        r"[a-z0-9._%+-]+",
         r".{0,64}",
         "",
     ],
@@ -51,7 +52,15 @@ def test_simple_patterns_are_matched_in_process(pattern: str) -> None:
         r"(foo|bar)-\d{1,3}",  # alternation
         r"(?:ab)+",
         r"a*+b*+",
-        r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}",  # 81 ways to split, times 16 characters
+        r"\d{1,3}\.\d{1,3}",  # 9 ways to split, times 8 steps
+        r"(?i:[a-z]{1,16})",
+        # Found by a second review: anchors are steps on every path, and re tests classes beyond the
+        # Basic Multilingual Plane item by item.
+        r"a*a?a?a?a?a?a?a?",
+        "a*a?a?" + r"\B" * 100,
+        "[^" + "".join(chr(0x10000 + i) for i in range(100)) + "]*",
+        r"[\d\w\s\D\W]+",
+        "x" * 300,  # long patterns: the bound is per step, and every character of a pattern is one
         r"[a-z]{0,17}\d*",  # 18 counts to try count as open-ended: two open repeats
         r".{65}x*",
         # Found by review: polynomial shapes that count few choices.

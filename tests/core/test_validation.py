@@ -739,27 +739,32 @@ def test_a_runaway_pattern_stops_the_chunk_naming_its_field(monkeypatch: pytest.
 def test_a_chunk_has_a_time_for_patterns_in_all(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validation, "PATTERN_CHUNK_SECONDS", 0.0)
     schema = schema_of({"name": "code", "type": "string", "constraints": {"pattern": "(a+)+"}})
-    with pytest.raises(PatternTooSlow, match="used up the 0 seconds that one chunk of rows gets"):
+    with pytest.raises(
+        PatternTooSlow, match="Patterns used up the 0 seconds one chunk of rows gets for them"
+    ):
         validator_for(schema).validate_chunk(iter([["aaa"]]), first_row=2)
 
 
-def test_pattern_time_is_per_chunk_and_patience_multiplies_it() -> None:
+def test_pattern_time_is_per_chunk_names_the_slowest_and_patience_multiplies_it() -> None:
     time_left = PatternTime(patience=3.0)
     assert time_left.next_batch() == 3 * validation.PATTERN_BATCH_SECONDS
-    time_left.spent = 3 * validation.PATTERN_CHUNK_SECONDS - 0.5
-    assert time_left.next_batch() == 0.5
-    time_left.spent += 0.5
-    with pytest.raises(PatternTooSlow):
+    time_left.spent[("a", "(x|y)+")] = 3 * validation.PATTERN_CHUNK_SECONDS - 3.0
+    time_left.spent[("b", "(x|z)+")] = 1.0
+    assert time_left.next_batch() == 2.0
+    time_left.spent[("b", "(x|z)+")] += 1.0  # less than the least a batch gets is left
+    with pytest.raises(PatternTooSlow, match=r'field "a" \("\(x\|y\)\+"\) took 177\.0 of them'):
         time_left.next_batch()
+
     schema = schema_of(
         {"name": "a", "type": "string", "constraints": {"pattern": "(x|y)+"}},
         {"name": "b", "type": "string", "constraints": {"pattern": "(x|z)+"}},
     )
     validator = validator_for(schema)
-    validator.pattern_time.spent = validation.PATTERN_CHUNK_SECONDS  # the last chunk used it all
+    validator.pattern_time.spent[("a", "(x|y)+")] = validation.PATTERN_CHUNK_SECONDS  # the last chunk's
     result = validator.validate_chunk(iter([["x", "z"], ["y", "y"]]), first_row=2)
     assert [(error.row, error.column) for error in result.errors] == [(3, "b")]
-    assert 0 < validator.pattern_time.spent < validation.PATTERN_CHUNK_SECONDS  # both fields, one clock
+    assert set(validator.pattern_time.spent) == {("a", "(x|y)+"), ("b", "(x|z)+")}  # one clock, both fields
+    assert sum(validator.pattern_time.spent.values()) < validation.PATTERN_CHUNK_SECONDS
 
 
 def test_a_missing_value_a_pattern_cannot_judge_in_time_stops_the_validator(
