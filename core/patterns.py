@@ -5,7 +5,8 @@ Python's ``re`` backtracks. A schema pattern such as ``(a+)+`` takes exponential
 process, other users' requests included. So Loadbay matches in-process only the simplest patterns, whose
 work per character of a cell their shape bounds (``is_linear``): short sequences of characters and
 repeated characters, such as ``[A-Z]{2}-[0-9]{4}``, ``\\d+`` or ``[a-z]+\\.csv``; the worst of them
-take under 10 ms on a failing 32,768-character cell. Any other pattern is matched by
+take about 15 ms on a 32,768-character cell (``core.validation`` matches at most about 64 KB of cells in
+one call, so the GIL is let go between calls). Any other pattern is matched by
 ``unmatched_offsets`` in a child Python process (the same interpreter and ``re``, so the same verdicts)
 that gets ``seconds`` per batch of cells; a child over its time is killed, and ``PatternTooSlow`` says so.
 

@@ -79,6 +79,7 @@ MAX_PLAIN_KEY_CHARS: Final = 40
 BATCH_ROWS: Final = 512
 PATTERN_BATCH_SECONDS: Final = 5.0  # for a pattern matched in a child process (see _GuardedPattern)
 PATTERN_CHUNK_SECONDS: Final = 60.0
+JOINED_CHARS: Final = 65_536  # of line-joined cells matched in one call (see _unmatched)
 PATTERN_LEAST_SECONDS: Final = 0.5  # a batch given less would fail a fast pattern: the chunk's time is up
 DEFAULT_CHUNK_ROWS: Final = 10_000
 
@@ -420,12 +421,20 @@ def _unmatched(pattern: re.Pattern[str]) -> Callable[[Sequence[str]], list[int]]
         suspects: list[int] = []
         position, offset, end = 0, 0, len(text)
         while True:
-            found = prefix(text, position)
+            # One call covers whole cells of about JOINED_CHARS: re holds the GIL for a call, and a pattern
+            # may take dozens of steps per character even on cells that match.
+            stop = text.find("\n", position + JOINED_CHARS)
+            stop = end if stop < 0 else stop
+            found = prefix(text, position, stop)
             scan = position
             if found is not None:
                 scan = found.end()
-                if scan == end:
-                    return suspects
+                if scan == stop:  # every cell up to stop matched
+                    if stop == end:
+                        return suspects
+                    offset += text.count("\n", position, stop) + 1
+                    position = stop + 1
+                    continue
                 offset += text.count("\n", position, scan)
                 if text[scan] == "\n":  # the match took that cell whole and stopped at the next one
                     offset, scan = offset + 1, scan + 1
@@ -438,7 +447,7 @@ def _unmatched(pattern: re.Pattern[str]) -> Callable[[Sequence[str]], list[int]]
     return unmatched
 
 
-def _joined_prefix(body: str) -> Callable[[str, int], re.Match[str] | None]:
+def _joined_prefix(body: str) -> Callable[[str, int, int], re.Match[str] | None]:
     """Return the match method of body, then body again after each line break, as often as it goes."""
     return re.compile(rf"(?:{body})(?:\n(?:{body}))*").match
 

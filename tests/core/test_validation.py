@@ -666,6 +666,31 @@ def test_line_joined_matching_suspects_every_cell_that_does_not_match(pattern: s
         return
     bad = {offset for offset, cell in enumerate(cells) if compiled.fullmatch(cell) is None}
     assert bad <= set(_unmatched(compiled)(cells))
+    with mock.patch.object(validation, "JOINED_CHARS", 3):  # one call per cell or two
+        assert bad <= set(_unmatched(compiled)(cells))
+
+
+def test_one_regex_call_covers_whole_cells_of_about_joined_chars(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(validation, "JOINED_CHARS", 10)
+    calls: list[tuple[int, int]] = []
+    joined = validation._joined_prefix
+
+    def counted(body: str) -> Any:
+        match = joined(body)
+
+        def call(text: str, position: int, stop: int) -> Any:
+            calls.append((position, stop))
+            return match(text, position, stop)
+
+        return call
+
+    monkeypatch.setattr(validation, "_joined_prefix", counted)
+    unmatched = _unmatched(re.compile("a+"))
+    cells = ["aaaa"] * 12
+    assert unmatched(cells) == []
+    assert len(calls) == 4 and all(stop - position <= 10 + 5 for position, stop in calls)
+    cells[7] = "ab"
+    assert unmatched(cells) == [7]
 
 
 def test_the_ascii_twins_of_format_patterns_match_ascii_text_alike() -> None:
