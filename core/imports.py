@@ -779,19 +779,24 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     """Write one chunk's valid rows to the dataset's table. Safe to run twice (rows carry the job id)."""
     ctx = _context(storage, job_id)
     job = ctx.job
-    if job.status != jobs.APPLYING or job.get("cancelRequested"):
+    if not _applying(job):
         return {"cancelled": True}
     chunk, entity = _chunk(storage, job, index)
     if entity.get("applied"):
         return {"rows": int(entity.get("appliedRows") or 0)}
     # The same checks as validating, with more time for patterns matched in a child process: this chunk
-    # passed them in time once. Should one still run out, the chunk fails and is retried like a failed write.
+    # passed them in time once.
     try:
         result = Validator(ctx.schema, ctx.mapping, pattern_patience=APPLY_PATTERN_PATIENCE).validate_chunk(
             _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
         )
     except ResourceModifiedError:
         return {"stop": _file_changed(storage, job_id)}
+    except PatternTooSlow as error:
+        # Other chunks may be writing: they stop as on a cancel, and finalize_import fails the import.
+        failure = {"failure": str(error)[:2_000]}
+        jobs.change_job(storage, job_id, lambda current: failure if _applying(current) else None)
+        return {"cancelled": True}
     skip = _dup_rows(storage, job, chunk)
     mode = job.get("mode")
     entities = []
@@ -869,7 +874,7 @@ class _RowWriter:
 
     def _still_wanted(self, chunk: ChunkPlan, applied_rows: int) -> bool:
         job = jobs.load_job(self.storage, self.job.id)
-        if job is None or job.get("cancelRequested") or job.status != jobs.APPLYING:
+        if job is None or not _applying(job):
             return False
         jobs.datasets_table(self.storage).upsert_entity(
             {
@@ -951,9 +956,18 @@ def finalize_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     job = jobs.load_job(storage, job_id)
     if job is None or job.status in jobs.FINISHED:
         return {"status": job.status if job else "missing"}
+    if job.get("failure"):  # a chunk could not apply its rows (what the others wrote stays, counted)
+        return {
+            "status": _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=job.get("failure"))
+        }
     if job.get("cancelRequested"):
         return {"status": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
     return {"status": _finish(storage, job_id, status=jobs.COMPLETED, phase="completed")}
+
+
+def _applying(job: Job) -> bool:
+    """Say whether an import's chunks should (still) write rows: applying, with no cancel nor failure."""
+    return job.status == jobs.APPLYING and not job.get("cancelRequested") and not job.get("failure")
 
 
 def fail_import(*, storage: Storage, job_id: str, error: str) -> dict[str, Any]:

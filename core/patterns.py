@@ -11,9 +11,10 @@ one call, so the GIL is let go between calls). Any other pattern is matched by
 that gets ``seconds`` per batch of cells; a child over its time is killed, and ``PatternTooSlow`` says so.
 
 Children are started on first use (about 20 ms), kept for the next batch, and leave by themselves when
-their input closes or after ``CHILD_CPU_SECONDS`` of work. Each batch also sets the child's CPU limit to
-its time plus a little, so a child whose parent died mid-match ends as soon; an address-space cap turns a
-runaway pattern's memory into an error.
+their input closes or after ``CHILD_CPU_SECONDS`` of work. They ignore SIGINT and SIGTERM, which a
+terminal or a process manager sends the host's whole process group: the host decides when they end. Each
+batch also sets the child's CPU limit to its time plus two seconds, so a child whose parent died mid-match
+ends that much later; an address-space cap turns a runaway pattern's memory into an error.
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ MAX_CLASS_CATEGORIES: Final = 4
 SMALL_SPREAD: Final = 16  # a repeat with at most 1 + this many counts to try ({1,3}) is a few choices
 LONG_RUN: Final = 64  # a repeat that may take more characters than this counts as open-ended
 CHILD_CPU_SECONDS: Final = 30  # a child leaves after this much matching (its successor starts in ~20 ms)
-CHILD_MEMORY_BYTES: Final = 1 << 30
+CHILD_MEMORY_BYTES: Final = 512 << 20  # a batch of 512 cells of 32,768 characters fits
 IDLE_CHILDREN: Final = 4  # kept between batches; more run at once when more threads match at once
 
-_sre: Any = importlib.import_module("re._constants")  # CPython's own parser, as core.validation uses
-_sre_parse: Any = importlib.import_module("re._parser")
+# CPython's own regular expression parser (core.validation uses it too); its stand-ins sre_parse and
+# sre_constants are deprecated.
+re_constants: Any = importlib.import_module("re._constants")
+re_parser: Any = importlib.import_module("re._parser")
+_sre, _sre_parse = re_constants, re_parser
 
 
 class PatternTooSlow(Exception):
@@ -128,7 +132,9 @@ def _one_step(op: Any, argument: Any) -> bool:
 # The child: read (pattern, seconds, cells) frames and answer ("ok", offsets of the cells that do not fully
 # match, done) or ("error", why, done). Standard library only, run with -I -S: nothing from the app or site.
 _CHILD_SOURCE: Final = r"""
-import marshal, re, resource, struct, sys, time
+import marshal, re, resource, signal, struct, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 def limit(kind, soft):
     hard = resource.getrlimit(kind)[1]
@@ -140,6 +146,7 @@ def limit(kind, soft):
         pass
 
 limit(resource.RLIMIT_AS, {memory})
+limit(resource.RLIMIT_CORE, 0)  # SIGXCPU, at the CPU limit, would otherwise dump core
 read, write = sys.stdin.buffer, sys.stdout.buffer
 compiled = {{}}
 while True:
@@ -152,6 +159,8 @@ while True:
         limit(resource.RLIMIT_CPU, int(time.process_time() + seconds) + 2)
         fullmatch = compiled.get(source)
         if fullmatch is None:
+            if len(compiled) >= 256:
+                compiled.clear()
             fullmatch = compiled[source] = re.compile(source).fullmatch
         answer = ("ok", [offset for offset, cell in enumerate(cells) if fullmatch(cell) is None])
     except MemoryError:
@@ -233,17 +242,19 @@ def unmatched_offsets(source: str, cells: Sequence[str], *, seconds: float) -> l
     Matched in a child process given `seconds` for the whole batch; PatternTooSlow when it takes longer.
     """
     batch = list(cells)
+    deadline = time.monotonic() + seconds
+    child = _borrow()
     for attempt in range(2):
-        child = _borrow()
         try:
-            offsets = child.ask(source, batch, seconds)
+            offsets = child.ask(source, batch, max(deadline - time.monotonic(), 0.0))
         except TimeoutError:
             child.close()
             raise PatternTooSlow(f"took longer than {seconds:g} seconds") from None
-        except (OSError, EOFError, ValueError):  # the child died (killed from outside, say): one fresh try
+        except (OSError, EOFError, ValueError):  # the child died (killed from outside, say)
             child.close()
             if attempt:
                 raise
+            child = _Child()  # one try with a child just started, in the time left
             continue
         except BaseException:
             child.close()
@@ -254,10 +265,15 @@ def unmatched_offsets(source: str, cells: Sequence[str], *, seconds: float) -> l
 
 
 def _borrow() -> _Child:
-    with _idle_lock:
-        if _idle:
-            return _idle.pop()
-    return _Child()
+    """Return an idle child that is still running, or a new one."""
+    while True:
+        with _idle_lock:
+            child = _idle.pop() if _idle else None
+        if child is None:
+            return _Child()
+        if child.process.poll() is None:
+            return child
+        child.close()
 
 
 def _give_back(child: _Child) -> None:

@@ -194,7 +194,7 @@ def commit_upload(*, storage: Storage, settings: Settings, principal: Principal,
 
 def _not_failed(upload: Upload) -> Upload:
     if upload.status == FAILED:
-        raise Conflict(f"This upload failed ({upload.error}); start a new upload.")
+        raise Conflict(f"This upload failed and cannot be committed: {upload.error}")
     return upload
 
 

@@ -36,7 +36,6 @@ their keys (about 16 bytes per key).
 from __future__ import annotations
 
 import hashlib
-import importlib
 import itertools
 import math
 import operator
@@ -53,6 +52,8 @@ from typing import Any, Final
 from core.csvformat import Columns, Records
 from core.mapping import ColumnMapping
 from core.patterns import PatternTooSlow, is_linear, unmatched_offsets
+from core.patterns import re_constants as _sre
+from core.patterns import re_parser as _sre_parse
 from core.tableschema import (
     DATE_RE,
     DATETIME_RE,
@@ -560,31 +561,25 @@ def _column_reader(item: Field) -> ColumnReader | None:
     return _TYPE_COLUMNS.get(item.type)
 
 
-# The parsed form of regular expressions (CPython's own parser; its stand-ins sre_parse and sre_constants
-# are deprecated). Without it every pattern constraint is matched cell by cell.
-try:
-    _sre: Any = importlib.import_module("re._constants")
-    _sre_parse: Any = importlib.import_module("re._parser")
-except ImportError:  # CPython 3.11 to 3.13 have both
-    _sre = _sre_parse = None
+# The parsed form of regular expressions: CPython's own parser (see core.patterns).
 
 # Which patterns may be matched against line-joined cells (see _unmatched): those that cannot match a line
 # break, nor look past the cell. Decided on the parsed pattern; anything not known to be safe is not.
 _LINE_BREAK: Final = ord("\n")
 # \b sees a line break as it sees a cell's edge (no word character); ^, $, \A and \Z see them differently,
 # and \B does not match an empty cell alone.
-_SAFE_ASSERTIONS: Final = frozenset((_sre.AT_BOUNDARY,)) if _sre else frozenset()
-_CATEGORIES_WITHOUT_LINE_BREAK: Final = (
-    frozenset((_sre.CATEGORY_DIGIT, _sre.CATEGORY_WORD, _sre.CATEGORY_NOT_SPACE)) if _sre else frozenset()
+_SAFE_ASSERTIONS: Final = frozenset((_sre.AT_BOUNDARY,))
+_CATEGORIES_WITHOUT_LINE_BREAK: Final = frozenset(
+    (_sre.CATEGORY_DIGIT, _sre.CATEGORY_WORD, _sre.CATEGORY_NOT_SPACE)
 )
-_CATEGORIES_WITH_LINE_BREAK: Final = (
-    frozenset((_sre.CATEGORY_NOT_DIGIT, _sre.CATEGORY_SPACE, _sre.CATEGORY_NOT_WORD)) if _sre else frozenset()
+_CATEGORIES_WITH_LINE_BREAK: Final = frozenset(
+    (_sre.CATEGORY_NOT_DIGIT, _sre.CATEGORY_SPACE, _sre.CATEGORY_NOT_WORD)
 )
 
 
 def _line_safe(pattern: re.Pattern[str]) -> bool:
     """Say whether pattern can be checked on line-joined cells (_unmatched)."""
-    if _sre_parse is None or pattern.flags & ~re.UNICODE:
+    if pattern.flags & ~re.UNICODE:
         return False
     try:
         parsed = _sre_parse.parse(pattern.pattern)
@@ -615,20 +610,16 @@ def _node_may_take_line_break(op: Any, argument: Any) -> bool:
 
 # The parts of the nodes holding patterns. A lookaround that cannot match a line break sees the same inside
 # a cell whether the cell stands alone or between line breaks.
-_SUBPATTERNS: Final[dict[Any, Callable[[Any], list[Any]]]] = (
-    {
-        _sre.MAX_REPEAT: lambda argument: [argument[2]],
-        _sre.MIN_REPEAT: lambda argument: [argument[2]],
-        _sre.POSSESSIVE_REPEAT: lambda argument: [argument[2]],
-        _sre.SUBPATTERN: lambda argument: [argument[3]],
-        _sre.ATOMIC_GROUP: lambda argument: [argument],
-        _sre.BRANCH: lambda argument: list(argument[1]),
-        _sre.ASSERT: lambda argument: [argument[1]],
-        _sre.ASSERT_NOT: lambda argument: [argument[1]],
-    }
-    if _sre
-    else {}
-)
+_SUBPATTERNS: Final[dict[Any, Callable[[Any], list[Any]]]] = {
+    _sre.MAX_REPEAT: lambda argument: [argument[2]],
+    _sre.MIN_REPEAT: lambda argument: [argument[2]],
+    _sre.POSSESSIVE_REPEAT: lambda argument: [argument[2]],
+    _sre.SUBPATTERN: lambda argument: [argument[3]],
+    _sre.ATOMIC_GROUP: lambda argument: [argument],
+    _sre.BRANCH: lambda argument: list(argument[1]),
+    _sre.ASSERT: lambda argument: [argument[1]],
+    _sre.ASSERT_NOT: lambda argument: [argument[1]],
+}
 
 
 def _class_takes_line_break(items: list[tuple[Any, Any]]) -> bool:
@@ -865,15 +856,24 @@ class PatternTime:
 
     def next_batch(self) -> float:
         """Return the seconds the next batch may take; PatternTooSlow when the chunk has too little left."""
-        chunk_seconds = PATTERN_CHUNK_SECONDS * self.patience
-        left = chunk_seconds - sum(self.spent.values())
-        if left >= PATTERN_LEAST_SECONDS * self.patience:
-            return min(PATTERN_BATCH_SECONDS * self.patience, left)
-        message = f"Patterns used up the {chunk_seconds:g} seconds one chunk of rows gets for them"
+        left = PATTERN_CHUNK_SECONDS * self.patience - sum(self.spent.values())
+        if left < PATTERN_LEAST_SECONDS * self.patience:
+            raise self.used_up()
+        return min(PATTERN_BATCH_SECONDS * self.patience, left)
+
+    def cut_short(self, seconds: float) -> bool:
+        """Say whether a batch got less than its usual time, because the chunk had no more left."""
+        return seconds < PATTERN_BATCH_SECONDS * self.patience
+
+    def used_up(self) -> PatternTooSlow:
+        """Return the error of a chunk whose patterns used up its time, naming the pattern that took most."""
+        message = (
+            f"Patterns used up the {PATTERN_CHUNK_SECONDS * self.patience:g} seconds one chunk of rows gets"
+        )
         if self.spent:
             (name, pattern), seconds = max(self.spent.items(), key=itemgetter(1))
             message += f'; the pattern of field "{name}" ("{pattern}") took {seconds:.1f} of them'
-        raise PatternTooSlow(f"{message}. {_PATTERN_ADVICE}")
+        return PatternTooSlow(f"{message}. {_PATTERN_ADVICE}")
 
 
 _PATTERN_ADVICE: Final = (
@@ -903,19 +903,22 @@ class _GuardedPattern:
         return not self._unmatched([value]) if verdict is None else verdict
 
     def _unmatched(self, cells: list[Any]) -> list[int]:
-        seconds = self.time_left.next_batch()
+        time_left = self.time_left
+        seconds = time_left.next_batch()
         started = time_monotonic()
         try:
             return unmatched_offsets(self.source, cells, seconds=seconds)
         except PatternTooSlow as error:
-            cells_text = "1 cell" if len(cells) == 1 else f"{len(cells):,} cells"
-            raise PatternTooSlow(
-                f'The pattern of field "{self.name[0]}" ("{self.name[1]}") {error} (checking {cells_text}). '
-                + _PATTERN_ADVICE
-            ) from None
+            reason = str(error)
         finally:
-            spent = self.time_left.spent
-            spent[self.name] = spent.get(self.name, 0.0) + time_monotonic() - started
+            time_left.spent[self.name] = time_left.spent.get(self.name, 0.0) + time_monotonic() - started
+        if time_left.cut_short(seconds):  # the chunk's time ran out, whichever pattern ran last
+            raise time_left.used_up()
+        cells_text = "1 cell" if len(cells) == 1 else f"{len(cells):,} cells"
+        raise PatternTooSlow(
+            f'The pattern of field "{self.name[0]}" ("{self.name[1]}") {reason} (checking {cells_text}). '
+            + _PATTERN_ADVICE
+        )
 
 
 def _enum_constraint(item: Field) -> list[_Constraint]:

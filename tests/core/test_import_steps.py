@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from core import datasets, imports, jobs, uploads
+from core import datasets, imports, jobs, uploads, validation
 from core.auth import Principal
 from core.settings import Settings
 from core.storage import UPLOADS_CONTAINER, WORK_CONTAINER, Storage
@@ -107,3 +107,45 @@ def test_what_a_chunk_stores_after_the_import_failed_is_cleaned_up_by_the_review
     assert list(work.list_blobs(name_starts_with=f"{job.id}/keys"))  # stored after the clean-up
     assert imports.review_import(storage=storage, job_id=job.id) == {"next": "stop"}
     assert not list(work.list_blobs(name_starts_with=f"{job.id}/"))
+
+
+def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(storage=storage.config)
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "code", "type": "string", "constraints": {"pattern": "(a|b)+"}},  # to a child
+        ],
+        "primaryKey": "id",
+    }
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "slow", "schema": schema})
+    upload = uploads.store_upload(
+        storage=storage, settings=settings, owner=OWNER, file_name="slow.csv", body=b"id,code\n1,ab\n2,ba\n"
+    )
+    assert uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == "profiled"
+    job = imports.start_import(
+        storage=storage,
+        settings=settings,
+        principal=OWNER,
+        dataset_id=dataset.id,
+        body={"uploadId": upload["id"], "autoApply": True},
+    )
+    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
+    for index in range(plan["chunks"]):
+        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
+    for bucket in range(plan["buckets"]):
+        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
+    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
+
+    monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.0)  # validating passed; applying runs out
+    assert imports.apply_chunk(storage=storage, job_id=job.id, index=0) == {"cancelled": True}
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.FAILED}
+    ended = jobs.load_job(storage, job.id)
+    assert ended is not None and ended.status == jobs.FAILED
+    assert ended.get("error", "").startswith(
+        'The pattern of field "code" ("(a|b)+") took longer than 0 seconds'
+    )
+    released = datasets.load_dataset(storage, dataset.id)
+    assert released is not None and released.active_job == "" and released.row_count == 0

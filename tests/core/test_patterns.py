@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import time
 
 import pytest
@@ -104,7 +105,26 @@ def test_children_are_kept_and_a_child_that_left_is_replaced() -> None:
     assert unmatched_offsets("a+", ["b"], seconds=10) == [0]
     assert patterns._idle[-1] is kept  # the same child served the second batch
 
-    os.kill(kept.process.pid, 9)
+    os.kill(kept.process.pid, signal.SIGKILL)
     kept.process.wait()
     assert unmatched_offsets("b+", ["b", "a"], seconds=10) == [1]
     assert kept not in patterns._idle
+
+
+def test_idle_children_that_died_are_passed_over_and_a_ctrl_c_is_not_theirs() -> None:
+    first, second = patterns._borrow(), patterns._borrow()
+    patterns._give_back(first)
+    patterns._give_back(second)
+    for child in (first, second):  # the out-of-memory killer, say
+        os.kill(child.process.pid, signal.SIGKILL)
+        child.process.wait()
+    assert unmatched_offsets("(a|b)+", ["ab", "c"], seconds=10) == [1]
+    assert first not in patterns._idle and second not in patterns._idle
+
+    survivor = patterns._idle[-1]
+    os.kill(survivor.process.pid, signal.SIGINT)  # sent to the host's whole process group by a terminal
+    os.kill(survivor.process.pid, signal.SIGTERM)
+    time.sleep(0.2)
+    assert survivor.process.poll() is None
+    assert unmatched_offsets("(a|b)+", ["c", "ba"], seconds=10) == [0]
+    assert patterns._idle[-1] is survivor
