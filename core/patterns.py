@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 # In-process patterns: at most these steps per character of a cell (the ways to split times the fixed
-# width): a failing 32,768-character cell then costs a few milliseconds.
+# width): a 32,768-character cell then costs at most about 15 ms.
 MAX_STEPS_PER_CHARACTER: Final = 64
 MAX_SOURCE_CHARS: Final = 256
 MAX_CLASS_CATEGORIES: Final = 4
@@ -53,7 +53,7 @@ _sre, _sre_parse = re_constants, re_parser
 
 
 class PatternTooSlow(Exception):
-    """A pattern took longer than its time on a batch of cells (or broke its child's memory cap)."""
+    """A pattern took longer than its time on a batch of cells, or its child met an error (out of memory)."""
 
 
 # --- which patterns are safe to match in-process ---------------------------------------------------
