@@ -467,7 +467,7 @@ def _records(storage: Storage, ctx: _Context, chunk: ChunkPlan) -> Iterator[list
 def _file_changed(storage: Storage, job_id: str) -> str:
     """End an import whose file was written again after its commit: its rows are no longer the ones
     profiled and validated. Returns the status."""
-    return _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=FILE_CHANGED)
+    return str(fail_import(storage=storage, job_id=job_id, error=FILE_CHANGED)["status"])
 
 
 def _blob(storage: Storage, job: Job, chunk: ChunkPlan | None) -> Iterator[bytes]:
@@ -502,7 +502,7 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
     except ResourceModifiedError:
         return {"stop": _file_changed(storage, job_id)}
     except PatternTooSlow as error:
-        return {"stop": _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=str(error))}
+        return {"stop": fail_import(storage=storage, job_id=job_id, error=str(error))["status"]}
     if result.row_count != chunk.rows:
         raise RuntimeError(
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
@@ -957,9 +957,7 @@ def finalize_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     if job is None or job.status in jobs.FINISHED:
         return {"status": job.status if job else "missing"}
     if job.get("failure"):  # a chunk could not apply its rows (what the others wrote stays, counted)
-        return {
-            "status": _finish(storage, job_id, status=jobs.FAILED, phase="failed", error=job.get("failure"))
-        }
+        return fail_import(storage=storage, job_id=job_id, error=job.get("failure"))
     if job.get("cancelRequested"):
         return {"status": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
     return {"status": _finish(storage, job_id, status=jobs.COMPLETED, phase="completed")}

@@ -561,8 +561,6 @@ def _column_reader(item: Field) -> ColumnReader | None:
     return _TYPE_COLUMNS.get(item.type)
 
 
-# The parsed form of regular expressions: CPython's own parser (see core.patterns).
-
 # Which patterns may be matched against line-joined cells (see _unmatched): those that cannot match a line
 # break, nor look past the cell. Decided on the parsed pattern; anything not known to be safe is not.
 _LINE_BREAK: Final = ord("\n")
