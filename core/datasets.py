@@ -70,7 +70,7 @@ class Dataset:
 @functools.lru_cache(maxsize=256)
 def _schema(text: str) -> TableSchema:
     # Stored schemas were checked when written; caching by text spares workers a parse per chunk.
-    return parse_table_schema(json.loads(text))
+    return parse_table_schema(json.loads(text), stored=True)
 
 
 def view(dataset: Dataset) -> dict[str, Any]:

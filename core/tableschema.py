@@ -210,18 +210,26 @@ class TableSchema:
 
 
 class _Problems:
-    """Collects schema problems so all of them are reported at once."""
+    """Collects schema problems so all of them are reported at once.
 
-    def __init__(self) -> None:
+    `new` is false for a schema read back from storage: rules added after it was written do not apply
+    to it, so a dataset stored earlier stays readable.
+    """
+
+    def __init__(self, *, new: bool) -> None:
         self.items: list[dict[str, Any]] = []
+        self.new = new
 
     def add(self, field_name: str | None, code: str, message: str) -> None:
         self.items.append({"field": field_name, "code": code, "message": message})
 
 
-def parse_table_schema(descriptor: object) -> TableSchema:
-    """Check a Table Schema descriptor and return it as a TableSchema; raise Invalid listing every problem."""
-    problems = _Problems()
+def parse_table_schema(descriptor: object, *, stored: bool = False) -> TableSchema:
+    """Check a Table Schema descriptor and return it as a TableSchema; raise Invalid listing every problem.
+
+    `stored`: the descriptor was checked when it was stored (see _Problems).
+    """
+    problems = _Problems(new=not stored)
     if not isinstance(descriptor, Mapping):
         problems.add(None, "schemaNotObject", "The schema must be a JSON object with a list of fields.")
         raise _invalid(problems)
@@ -452,6 +460,12 @@ def _constraint(draft: Field, key: str, raw: object, typed: dict[str, Any], prob
             problems.add(
                 name, "badConstraintValue", f'Field "{name}": {key} {raw!r} is not a valid {draft.type}.'
             )
+        elif _is_nan(bound) and problems.new:
+            problems.add(
+                name,
+                "badConstraintValue",
+                f'Field "{name}": {key} cannot be NaN: no number compares with it.',
+            )
         else:
             typed[attribute] = bound
 
@@ -463,6 +477,13 @@ def _enum(draft: Field, raw: object, typed: dict[str, Any], problems: _Problems)
         return
     items = [_typed_value(draft, entry) for entry in raw]
     bad = [entry for entry, item in zip(raw, items, strict=True) if item is _BAD]
+    if problems.new and any(_is_nan(item) for item in items):
+        problems.add(
+            name,
+            "badConstraintValue",
+            f'Field "{name}": enum cannot hold NaN: it equals no value, not even NaN.',
+        )
+        return
     if bad:
         listed = ", ".join(repr(entry) for entry in bad[:5])
         problems.add(
@@ -492,6 +513,10 @@ def _check_bounds(draft: Field, typed: dict[str, Any], problems: _Problems) -> N
 
 class _Bad:
     """Marks a constraint value that cannot be read as the field's type."""
+
+
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 _BAD: Final = _Bad()

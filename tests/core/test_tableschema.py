@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
@@ -147,6 +148,14 @@ def test_problem_messages_name_the_field_and_the_fix() -> None:
             {"fields": [{"name": "a", "type": "integer", "constraints": {"enum": [1, "two"]}}]},
             [("a", "badConstraintValue")],
         ),
+        (
+            {"fields": [{"name": "a", "type": "number", "constraints": {"minimum": "NaN"}}]},
+            [("a", "badConstraintValue")],
+        ),
+        (
+            {"fields": [{"name": "a", "type": "number", "constraints": {"enum": ["1", "NaN"]}}]},
+            [("a", "badConstraintValue")],
+        ),
         ({"fields": [{"name": "a", "constraints": {"pattern": 5}}]}, [("a", "badPattern")]),
         ({"fields": [{"name": "a", "constraints": {"pattern": "\\p{L}+"}}]}, [("a", "badPattern")]),
         ({"fields": [{"name": "a", "constraints": {"pattern": "[a-z-[aeiou]]+"}}]}, [("a", "badPattern")]),
@@ -166,6 +175,17 @@ def test_problem_messages_name_the_field_and_the_fix() -> None:
 )
 def test_schema_problems(descriptor: object, expected: list[tuple[str | None, str]]) -> None:
     assert problems_of(descriptor) == expected
+
+
+def test_infinite_bounds_are_kept_and_a_stored_nan_bound_still_reads() -> None:
+    schema = parse_table_schema(
+        {"fields": [{"name": "a", "type": "number", "constraints": {"minimum": "-INF", "maximum": "INF"}}]}
+    )
+    assert schema.field("a").constraints.minimum == float("-inf")
+    assert schema.field("a").constraints.maximum == float("inf")
+    # A schema stored before NaN was refused still loads, so its dataset stays readable.
+    stored = {"fields": [{"name": "a", "type": "number", "constraints": {"maximum": "NaN", "enum": ["NaN"]}}]}
+    assert math.isnan(parse_table_schema(stored, stored=True).field("a").constraints.maximum)
 
 
 def test_too_many_fields() -> None:
