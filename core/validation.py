@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import operator
 import re
@@ -1005,7 +1006,11 @@ class _FieldRule:
         self._remembered = None if cheap and not self.constraints else _Remembered(self._check)
         # Where the field refuses every missing value, missing cells come out among the refused ones: no
         # scan for them first, while they are few (each costs a refusal).
-        self.missing_refused = all(self.read_one(value)[1] is not None for value in missing)
+        try:
+            self.missing_refused = all(self.read_one(value)[1] is not None for value in missing)
+        except PatternTooSlow as error:
+            listed = ", ".join(json.dumps(value, ensure_ascii=False) for value in sorted(missing))
+            raise PatternTooSlow(f"Checking the schema's missing values ({listed}): {error}") from None
         self.look_for_missing = not self.missing_refused
 
     def read_one(self, cell: str) -> tuple[Any, str | None, str]:
@@ -1524,7 +1529,12 @@ class Validator:
             if rule.source is None or position in absent:
                 typed_columns.append([None] * count)
                 continue
-            typed, found = rule.check(columns[rule.source])
+            try:
+                typed, found = rule.check(columns[rule.source])
+            except PatternTooSlow as error:  # say where in the file, so the person can look at those rows
+                last = first_row + count - 1
+                rows = f"Row {first_row:,}" if count == 1 else f"Rows {first_row:,} to {last:,}"
+                raise PatternTooSlow(f"{rows}: {error}") from None
             typed_columns.append(typed)
             if found:
                 problems.append((position, found))

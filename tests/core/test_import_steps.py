@@ -145,6 +145,7 @@ def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
     ended = jobs.load_job(storage, job.id)
     assert ended is not None and ended.status == jobs.FAILED
     assert ended.get("error", "").startswith(
+        'Checking the schema\'s missing values (""): '
         'The pattern of field "code" ("(a|b)+") took longer than 0 seconds'
     )
     released = datasets.load_dataset(storage, dataset.id)
