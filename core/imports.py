@@ -19,6 +19,7 @@ The job entity (``core.jobs``) is the truth users see. The steps, each safe to r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -493,6 +494,7 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
     """Validate one chunk: store its row errors, counts and key buckets. Safe to run twice."""
     ctx = _context(storage, job_id)
     if ctx.job.status in jobs.FINISHED or ctx.job.get("cancelRequested"):
+        _drop_if_ended(storage, job_id, _key_runs_name(index), ctx.job)  # an earlier attempt's, too late
         return {"cancelled": True}
     chunk, _ = _chunk(storage, ctx.job, index)
     try:
@@ -523,7 +525,21 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
         },
         mode=UpdateMode.MERGE,
     )
+    _drop_if_ended(storage, job_id, _key_runs_name(index), jobs.load_job(storage, job_id))
     return {"rows": result.row_count, "invalid": result.invalid_count}
+
+
+def _drop_if_ended(storage: Storage, job_id: str, name: str, job: Job | None) -> None:
+    """Delete the work blob `name` of an import that has ended.
+
+    Chunks (and key buckets) run side by side. When one ends the import (a changed file, a slow pattern,
+    an error on every retry), the others may store their work after its clean-up ran. The job ends
+    before its clean-up starts, so a blob stored before this check is deleted by one or the other.
+    """
+    if job is not None and job.status not in jobs.FINISHED:
+        return
+    with contextlib.suppress(ResourceNotFoundError):
+        _work_blob(storage, job_id, name).delete_blob()
 
 
 def _counts_json(errors: list[RowError]) -> str:
@@ -552,7 +568,7 @@ def _store_key_buckets(storage: Storage, job: Job, index: int, digests: KeyDiges
     for line in lines:
         offsets.append([position, position + len(line)])
         position += len(line)
-    _work_blob(storage, job.id, f"keys-{index:05d}").upload_blob(b"".join(lines), overwrite=True)
+    _work_blob(storage, job.id, _key_runs_name(index)).upload_blob(b"".join(lines), overwrite=True)
     return offsets
 
 
@@ -567,6 +583,11 @@ def _run_part(run: KeyRun, picked: list[int]) -> KeyRun:
     )
 
 
+def _key_runs_name(index: int) -> str:
+    """Name the work blob of a chunk's key runs, split into buckets (see _store_key_buckets)."""
+    return f"keys-{index:05d}"
+
+
 def _work_blob(storage: Storage, job_id: str, name: str) -> Any:
     return storage.blobs.get_blob_client(WORK_CONTAINER, f"{job_id}/{name}")
 
@@ -575,6 +596,7 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
     """Find keys used twice across the file in one bucket; store the errors and the rows they invalidate."""
     ctx = _context(storage, job_id)
     if ctx.job.status in jobs.FINISHED or ctx.job.get("cancelRequested"):
+        _drop_if_ended(storage, job_id, _dups_name(bucket), ctx.job)
         return {"cancelled": True}
     digests = []
     for entity in jobs.partition_rows(storage, ctx.job.dataset_id, f"chunk-{job_id}-"):
@@ -583,14 +605,14 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
             continue
         start, end = offsets[bucket]
         index = int(entity["RowKey"].rsplit("-", 1)[1])
-        data = _work_blob(storage, job_id, f"keys-{index:05d}").download_blob(
+        data = _work_blob(storage, job_id, _key_runs_name(index)).download_blob(
             offset=start, length=end - start
         )
         digests.append(KeyDigests.from_json(json.loads(data.readall())))
     merged = merge_keys(digests)
     stored = merged.errors[:STORED_ERRORS_PER_CHUNK]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
-    _work_blob(storage, job_id, f"dups-{bucket:05d}").upload_blob(
+    _work_blob(storage, job_id, _dups_name(bucket)).upload_blob(
         json.dumps(merged.newly_invalid_rows).encode(), overwrite=True
     )
     jobs.datasets_table(storage).upsert_entity(
@@ -603,7 +625,13 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
             "errorsFound": len(merged.errors),
         }
     )
+    _drop_if_ended(storage, job_id, _dups_name(bucket), jobs.load_job(storage, job_id))
     return {"duplicates": len(merged.errors)}
+
+
+def _dups_name(bucket: int) -> str:
+    """Name the work blob of the rows one key bucket found repeating a key."""
+    return f"dups-{bucket:05d}"
 
 
 def _summed(storage: Storage, job: Job) -> dict[str, Any]:
@@ -641,10 +669,7 @@ def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     job = jobs.load_job(storage, job_id)
     if job is None:
         return {"next": "stop"}
-    if job.status in jobs.FINISHED:
-        # It ended while validating (a changed file, a slow pattern). Chunks still running then may have
-        # stored key runs after the clean-up; every chunk has ended now.
-        _clean_up(storage, job, job.status, None)
+    if job.status in jobs.FINISHED:  # it ended while validating (a changed file, a slow pattern)
         return {"next": "stop"}
     if job.get("cancelRequested"):
         return {"next": "stop", "status": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
@@ -750,7 +775,7 @@ def _bucket_dup_rows(storage: Storage, job: Job) -> list[int]:
     found: set[int] = set()
     for bucket in range(int(job.get("buckets") or 0)):
         try:
-            data = _work_blob(storage, job.id, f"dups-{bucket:05d}").download_blob().readall()
+            data = _work_blob(storage, job.id, _dups_name(bucket)).download_blob().readall()
         except ResourceNotFoundError:
             continue
         found.update(json.loads(data))

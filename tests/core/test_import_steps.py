@@ -89,24 +89,45 @@ def test_a_file_written_again_while_validating_fails_the_import_with_a_reason(st
     assert imports.review_import(storage=storage, job_id=job.id) == {"next": "stop"}  # the rest stands down
 
 
-def test_what_a_chunk_stores_after_the_import_failed_is_cleaned_up_by_the_review(
+def test_what_a_chunk_or_bucket_stores_after_the_import_ended_is_dropped(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = started_import(storage)
-    imports.plan_import(storage=storage, settings=Settings(storage=storage.config), job_id=job.id)
-    store = imports._store_key_buckets
+    plan = imports.plan_import(storage=storage, settings=Settings(storage=storage.config), job_id=job.id)
+    assert plan["buckets"] > 0
+    work = storage.blobs.get_container_client(WORK_CONTAINER)
+    store, merge = imports._store_key_buckets, imports.merge_keys
 
     def fail_then_store(storage_: Storage, job_: jobs.Job, index: int, digests: Any) -> list[list[int]]:
         # Another chunk failed the import (and cleaned up) while this one was validating.
-        imports._finish(storage, job.id, status=jobs.FAILED, phase="failed", error="another chunk failed")
+        imports.fail_import(storage=storage, job_id=job.id, error="another chunk failed")
         return store(storage_, job_, index, digests)
 
     monkeypatch.setattr(imports, "_store_key_buckets", fail_then_store)
     imports.validate_chunk(storage=storage, job_id=job.id, index=0)
-    work = storage.blobs.get_container_client(WORK_CONTAINER)
-    assert list(work.list_blobs(name_starts_with=f"{job.id}/keys"))  # stored after the clean-up
-    assert imports.review_import(storage=storage, job_id=job.id) == {"next": "stop"}
     assert not list(work.list_blobs(name_starts_with=f"{job.id}/"))
+
+    # An attempt that stored its key runs after the clean-up and then crashed: the retry drops them.
+    imports._work_blob(storage, job.id, "keys-00000").upload_blob(b"[]\n")
+    assert imports.validate_chunk(storage=storage, job_id=job.id, index=0) == {"cancelled": True}
+    assert not list(work.list_blobs(name_starts_with=f"{job.id}/"))
+
+    # The same for a key bucket whose import ended while it merged.
+    second = started_import(storage)
+    imports.plan_import(storage=storage, settings=Settings(storage=storage.config), job_id=second.id)
+    monkeypatch.setattr(imports, "_store_key_buckets", store)
+    imports.validate_chunk(storage=storage, job_id=second.id, index=0)
+
+    def fail_then_merge(digests: Any) -> Any:
+        imports.fail_import(storage=storage, job_id=second.id, error="another bucket failed")
+        return merge(digests)
+
+    monkeypatch.setattr(imports, "merge_keys", fail_then_merge)
+    imports.merge_key_bucket(storage=storage, job_id=second.id, bucket=0)
+    assert not list(work.list_blobs(name_starts_with=f"{second.id}/"))
+    imports._work_blob(storage, second.id, "dups-00000").upload_blob(b"[]")
+    assert imports.merge_key_bucket(storage=storage, job_id=second.id, bucket=0) == {"cancelled": True}
+    assert not list(work.list_blobs(name_starts_with=f"{second.id}/"))
 
 
 def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
