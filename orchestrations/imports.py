@@ -18,6 +18,7 @@ from core import imports
 from core.runtime import runtime
 from core.telemetry import function_span
 from orchestrations.blueprint import bp
+from orchestrations.fanout import all_settled
 
 log = logging.getLogger(__name__)
 
@@ -56,26 +57,29 @@ def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
     plan = yield context.call_activity_with_retry(PLAN, RETRY, job)
     if "stop" in plan:
         return {"status": plan["stop"]}
-    yield context.task_all(
+    yield from all_settled(
+        context,
         [
             context.call_activity_with_retry(VALIDATE, RETRY, {**job, "index": i})
             for i in range(plan["chunks"])
-        ]
+        ],
     )
     if plan["buckets"]:
-        yield context.task_all(
+        yield from all_settled(
+            context,
             [
                 context.call_activity_with_retry(MERGE_KEYS, RETRY, {**job, "bucket": b})
                 for b in range(plan["buckets"])
-            ]
+            ],
         )
     step = yield context.call_activity_with_retry(REVIEW, RETRY, job)
     if step["next"] == "review":
         step = yield from _review(context, job, step["expiresAt"])
     if step["next"] != "apply":
         return {"status": step.get("status", "stopped")}
-    yield context.task_all(
-        [context.call_activity_with_retry(APPLY, RETRY, {**job, "index": i}) for i in range(plan["chunks"])]
+    yield from all_settled(
+        context,
+        [context.call_activity_with_retry(APPLY, RETRY, {**job, "index": i}) for i in range(plan["chunks"])],
     )
     return (yield context.call_activity_with_retry(FINALIZE, RETRY, job))
 

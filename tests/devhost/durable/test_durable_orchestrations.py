@@ -305,6 +305,20 @@ def test_orchestrator_failure_fails_the_instance_with_message_and_details(confor
     )
 
 
+def test_all_settled_raises_a_fan_outs_failure_once_every_task_has_ended(conformance: Host) -> None:
+    seen: dict[str, Any] = {}
+
+    async def scenario(driver: Driver) -> None:
+        seen["run"] = await driver.run("settled_fan_out")
+
+    serve(conformance, scenario)
+    assert seen["run"]["runtimeStatus"] == "Completed"
+    # task_all failed at once; the slow tasks had ended, with their results, before the error was raised.
+    output = seen["run"]["output"]
+    assert output["error"].startswith("Activity function 'explode' failed: ValueError: first")
+    assert output["others"] == [1, 1]
+
+
 def test_a_nondeterministic_orchestrator_fails_naming_expected_and_actual(conformance: Host) -> None:
     seen: dict[str, Any] = {}
 

@@ -13,6 +13,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from orchestrations.fanout import all_settled
+
 app = df.DFApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 
 HELLO = "hello"
@@ -252,6 +254,17 @@ def busy_fan_out(context: df.DurableOrchestrationContext):
         [context.call_activity("busy", spec["seconds"]) for _ in range(spec["count"])]
     )
     return sum(results)
+
+
+@app.orchestration_trigger(context_name="context")
+def settled_fan_out(context: df.DurableOrchestrationContext):
+    """One activity that fails at once and two slow ones, through Loadbay's all_settled."""
+    tasks = [context.call_activity(EXPLODE, "first"), *(context.call_activity("busy", 0.5) for _ in range(2))]
+    try:
+        yield from all_settled(context, tasks)
+    except Exception as error:  # noqa: BLE001 - the SDK raises a plain Exception for an activity's failure
+        return {"error": str(error), "others": [task.result for task in tasks[1:]]}
+    return {"error": None}
 
 
 @app.orchestration_trigger(context_name="context")

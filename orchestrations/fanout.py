@@ -1,0 +1,29 @@
+"""Fan-out for orchestrators: wait for every task, even when one fails."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator, Sequence
+from typing import Any
+
+import azure.durable_functions as df
+
+
+def all_settled(
+    context: df.DurableOrchestrationContext, tasks: Sequence[Any]
+) -> Generator[Any, Any, list[Any]]:
+    """Like `context.task_all(tasks)`, but when a task fails, raise its error only once all have ended.
+
+    task_all fails as soon as one task fails while the others still run. The failure path (import_fail)
+    then counts and cleans up what they are still writing: rows a dataset's row count misses, work blobs
+    stored after the clean-up. Yielding a task that has ended replays its outcome at once, so this stays
+    deterministic.
+    """
+    try:
+        results: list[Any] = yield context.task_all(tasks)
+    except Exception:
+        for task in tasks:
+            with contextlib.suppress(Exception):
+                yield task
+        raise
+    return results
