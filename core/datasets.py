@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -24,6 +25,8 @@ from core.ids import is_id, new_id
 from core.paging import decode_cursor, encode_cursor, first_page
 from core.storage import DELETE_QUEUE, EXPORTS_CONTAINER, WORK_CONTAINER, Storage
 from core.tableschema import TableSchema, parse_table_schema
+
+log = logging.getLogger(__name__)
 
 ACTIVE, DELETING = "active", "deleting"
 MAX_NAME_CHARS: Final = 200
@@ -105,6 +108,7 @@ def create_dataset(*, storage: Storage, owner: Principal, body: dict[str, Any]) 
         descriptor = _inferred_schema(storage, owner, from_upload, body.get("primaryKey"))
     schema = parse_table_schema(descriptor)
     schema_text = json.dumps(schema.to_json(), separators=(",", ":"), ensure_ascii=False)
+    _schema(schema_text)  # what is stored must read back: a dataset that cannot be loaded cannot be deleted
     if rows.utf16_units(schema_text) > MAX_SCHEMA_CHARS:
         raise LimitExceeded(
             f"The schema is {rows.utf16_units(schema_text):,} characters as JSON (characters beyond U+FFFF, "
@@ -191,8 +195,19 @@ def list_datasets(
         query, parameters=parameters, results_per_page=limit
     )
     entities, token = first_page(query_pages, decode_cursor(cursor))
-    items = [view(Dataset.from_entity(entity)) for entity in entities]
+    items = [view(dataset) for dataset in map(_readable, entities) if dataset is not None]
     return {"items": items, "next": encode_cursor(token)}
+
+
+def _readable(entity: TableEntity) -> Dataset | None:
+    """Read a listed dataset; one that cannot be read is logged and left out, not the whole list."""
+    try:
+        return Dataset.from_entity(entity)
+    except Invalid:
+        log.error(
+            "Dataset %s has a stored schema that does not read", entity.get("PartitionKey"), exc_info=True
+        )
+        return None
 
 
 def request_delete(*, storage: Storage, principal: Principal, dataset_id: str) -> str:

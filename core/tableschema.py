@@ -388,7 +388,9 @@ def _number_options(name: str, kind: str, item: Mapping[str, Any], problems: _Pr
         problems.add(name, "badOption", f'Field "{name}": decimalChar must be one character.')
     elif kind == "number":
         options["decimal_char"] = decimal_char
-    if not (isinstance(group_char, str) and len(group_char) <= 1) or group_char == decimal_char:
+    # An integer has no decimal mark (its decimalChar is ignored): "1.000" with groupChar "." is a thousand.
+    clash = kind == "number" and group_char == decimal_char
+    if not (isinstance(group_char, str) and len(group_char) <= 1) or clash:
         problems.add(
             name, "badOption", f'Field "{name}": groupChar must be one character, not the decimal one.'
         )

@@ -669,7 +669,9 @@ def _type_detail(item: Field) -> str:
         return f"is not a {item.type} in the format {item.format.removeprefix('fmt:')}"
     if item.type in ("integer", "number") and item.format == "default":
         detail = _TYPE_DETAILS[(item.type, "default")]
-        if item.group_char or item.decimal_char != ".":
+        if item.type == "integer" and item.group_char:
+            detail += f" (thousands separator {item.group_char!r})"
+        elif item.group_char or item.decimal_char != ".":
             detail += f" (decimal mark {item.decimal_char!r}, thousands separator {item.group_char!r})"
         return detail
     return _TYPE_DETAILS.get((item.type, item.format), f"is not a valid {item.type}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -188,6 +189,29 @@ def test_infinite_bounds_are_kept_and_a_stored_nan_bound_still_reads() -> None:
     assert math.isnan(parse_table_schema(stored, stored=True).field("a").constraints.maximum)
 
 
+def test_a_schema_reads_back_the_same_from_what_is_stored() -> None:
+    # A dataset stores schema.to_json(); a schema that passed once must read back, or its dataset is lost.
+    choices = {
+        "type": ["integer", "number", "string", "boolean", "date", "year"],
+        "decimalChar": [None, ".", ","],
+        "groupChar": [None, "", ".", ",", " "],
+        "bareNumber": [None, False],
+        "format": [None, "any", "email", "%d.%m.%Y"],
+    }
+    read = 0
+    for picked in itertools.product(*choices.values()):
+        given_options = zip(choices, picked, strict=True)
+        item = {"name": "a", **{key: value for key, value in given_options if value is not None}}
+        try:
+            schema = parse_table_schema({"fields": [item]})
+        except Invalid:
+            continue
+        read += 1
+        assert parse_table_schema(schema.to_json(), stored=True) == schema, item
+        assert parse_table_schema(schema.to_json()) == schema, item
+    assert read > 100
+
+
 def test_too_many_fields() -> None:
     fields = [{"name": f"c{index}"} for index in range(MAX_FIELDS + 1)]
     assert problems_of({"fields": fields}) == [(None, "tooManyFields")]
@@ -304,6 +328,7 @@ def test_property_names_are_always_safe_distinct_and_deterministic(names: list[s
         ({"type": "integer"}, "+3", 3),
         ({"type": "integer", "bareNumber": False}, "€ 1200", 1200),
         ({"type": "integer", "groupChar": ","}, "1,200", 1200),
+        ({"type": "integer", "groupChar": "."}, "1.200", 1200),  # an integer has no decimal mark
         ({"type": "number"}, "1.5e3", 1500.0),
         ({"type": "number"}, ".5", 0.5),
         ({"type": "number", "decimalChar": ",", "groupChar": "."}, "1.234,5", 1234.5),
