@@ -77,6 +77,12 @@ def _decode(value: str) -> dict[str, Any]:
         raise Unauthorized("The client principal header is not base64-encoded JSON.") from error
     if not isinstance(payload, dict):
         raise Unauthorized("The client principal header is not a JSON object.")
+    try:  # "\ud800" is valid JSON but no character: it could not be answered, hashed or stored
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise Unauthorized(
+            "The client principal header has a lone UTF-16 surrogate; its text must be valid Unicode."
+        ) from error
     return payload
 
 

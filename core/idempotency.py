@@ -17,18 +17,26 @@ from datetime import timedelta
 from typing import Any, Final
 
 from azure.core import MatchConditions
-from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from core import jobs
 from core.errors import BadRequest, Conflict, Invalid
+from core.rows import utf16_units
 from core.storage import IDEMPOTENCY_TABLE, Storage
 
 log = logging.getLogger(__name__)
 
 MAX_KEY_CHARS: Final = 255
-MAX_STORED_BODY_CHARS: Final = 30_000
+MAX_STORED_BODY_UNITS: Final = 30_000  # UTF-16 units, as Table Storage counts them (≤ 32,767 a string)
 STALE_CLAIM: Final = timedelta(minutes=2)
+CLAIM_ATTEMPTS: Final = 3
+_STILL_RUNNING: Final = "A request with this Idempotency-Key is still being processed; try again shortly."
 
 
 @dataclass(frozen=True)
@@ -50,36 +58,50 @@ def _keys(user_id: str, key: str) -> tuple[str, str]:
     return hashlib.sha256(user_id.encode()).hexdigest()[:40], hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def fingerprint(method: str, path: str, body: bytes) -> str:
-    """Identify a request, so a key reused for another request can be told apart."""
-    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+def fingerprint(method: str, target: str, body: bytes, *, content_type: str = "") -> str:
+    """Identify a request, so a key reused for another request can be told apart.
+
+    `target` is the path with its query string: both, and the content type, can change what is done.
+    """
+    head = f"{method} {target}\n{content_type}\n".encode()
+    return hashlib.sha256(head + body).hexdigest()
 
 
 def claim(storage: Storage, *, user_id: str, key: str, request: str) -> Answer | None:
     """Claim the key for this request, or return the answer stored for it; raise if it cannot be used."""
     partition, row = _keys(user_id, key)
     table = _table(storage)
-    entity = {
-        "PartitionKey": partition,
-        "RowKey": row,
-        "request": request,
-        "state": "pending",
-        "claimedAt": jobs.now(),
-    }
-    try:
-        table.create_entity(entity)
-        return None
-    except ResourceExistsError:
-        pass
-    stored = table.get_entity(partition, row)
-    if stored["request"] != request:
+    for _ in range(CLAIM_ATTEMPTS):
+        entity = {
+            "PartitionKey": partition,
+            "RowKey": row,
+            "request": request,
+            "state": "pending",
+            "claimedAt": jobs.now(),
+        }
+        try:
+            table.create_entity(entity)
+            return None
+        except ResourceExistsError:
+            pass
+        try:  # its request may fail and release the claim before we read or take it over: claim afresh
+            stored = table.get_entity(partition, row)
+            return _claimed(table, stored, entity)
+        except ResourceNotFoundError:
+            continue
+    raise Conflict(_STILL_RUNNING)  # released and claimed again each time we looked: someone is busy
+
+
+def _claimed(table: TableClient, stored: TableEntity, entity: dict[str, Any]) -> Answer | None:
+    """Replay or refuse a claim someone else holds, or take it over if its process died."""
+    if stored["request"] != entity["request"]:
         raise Invalid(
             "This Idempotency-Key was used for a different request; use a new key for a new request."
         )
     if stored["state"] == "done":
         return Answer(int(stored["status"]), stored.get("body", ""), stored.get("location") or None)
     if stored["claimedAt"] > jobs.now() - STALE_CLAIM:
-        raise Conflict("A request with this Idempotency-Key is still being processed; try again shortly.")
+        raise Conflict(_STILL_RUNNING)
     try:  # the first request's process died: take its claim over
         table.update_entity(
             entity,
@@ -88,26 +110,28 @@ def claim(storage: Storage, *, user_id: str, key: str, request: str) -> Answer |
             match_condition=MatchConditions.IfNotModified,
         )
     except ResourceModifiedError as error:
-        raise Conflict(
-            "A request with this Idempotency-Key is still being processed; try again shortly."
-        ) from error
+        raise Conflict(_STILL_RUNNING) from error
     return None
 
 
 def remember(storage: Storage, *, user_id: str, key: str, answer: Answer) -> None:
     """Store the answer of a successful request, to replay for repeats."""
     partition, row = _keys(user_id, key)
-    body = answer.body
-    if len(body) > MAX_STORED_BODY_CHARS:  # too big to keep whole: a repeat gets where to find it
-        body = json.dumps({"location": answer.location, "detail": "Repeated request; GET the location."})
+    # Too big to keep whole, or refused: a repeat gets where to find the resource. A claim left pending
+    # would be taken over after STALE_CLAIM and the work done a second time.
+    short = json.dumps({"location": answer.location, "detail": "Repeated request; GET the location."})
+    bodies = [answer.body, short] if utf16_units(answer.body) <= MAX_STORED_BODY_UNITS else [short]
     entity = {"PartitionKey": partition, "RowKey": row, "state": "done", "status": answer.status}
-    try:
-        _table(storage).update_entity(
-            {**entity, "body": body, "location": answer.location or ""}, mode=UpdateMode.MERGE
-        )
-    except AzureError:
-        # The work is done and answered; a repeat within STALE_CLAIM gets 409, later ones run again.
-        log.exception("Could not store the answer for an Idempotency-Key")
+    table = _table(storage)
+    for body in bodies:
+        try:
+            table.update_entity(
+                {**entity, "body": body, "location": answer.location or ""}, mode=UpdateMode.MERGE
+            )
+            return
+        except AzureError:
+            log.exception("Could not store the answer for an Idempotency-Key")
+    # The work is done and answered; a repeat within STALE_CLAIM gets 409, later ones run again.
 
 
 def release(storage: Storage, *, user_id: str, key: str) -> None:

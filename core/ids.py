@@ -7,7 +7,7 @@ import re
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-_ULID = re.compile(r"^[0-9a-hjkmnp-tv-z]{26}$")
+_ULID = re.compile(r"[0-9a-hjkmnp-tv-z]{26}")
 
 
 def new_id(now_ms: int | None = None) -> str:
@@ -23,4 +23,4 @@ def new_id(now_ms: int | None = None) -> str:
 
 def is_id(text: str) -> bool:
     """Tell whether `text` has the shape of an id made by `new_id`."""
-    return bool(_ULID.match(text))
+    return _ULID.fullmatch(text) is not None  # "$" would also let "<id>\n" through

@@ -147,7 +147,10 @@ def endpoint(
 def _once(req: func.HttpRequest, principal: Principal, key: str, handler: Handler) -> func.HttpResponse:
     """Run a handler at most once per Idempotency-Key; replay its answer for repeats."""
     storage = runtime().storage
-    request = idempotency.fingerprint(req.method, _path(req), req.get_body() or b"")
+    # What the handler reads: a text/csv upload takes its file name from the query string.
+    request = idempotency.fingerprint(
+        req.method, _target(req), req.get_body() or b"", content_type=req.headers.get("content-type") or ""
+    )
     stored = idempotency.claim(storage, user_id=principal.user_id, key=key, request=request)
     if stored is not None:
         headers = {
@@ -232,9 +235,14 @@ def _if_none_match(request: func.HttpRequest) -> set[str]:
 
 
 def _path(request: func.HttpRequest) -> str:
+    return _target(request).split("?", 1)[0]
+
+
+def _target(request: func.HttpRequest) -> str:
+    """Return the path and query string of the request's URL."""
     url = request.url
     start = url.find("/", url.find("//") + 2) if "//" in url else 0
-    return url[start:].split("?", 1)[0] if start >= 0 else url
+    return url[start:] if start >= 0 else url
 
 
 class _Unexpected(LoadbayError):

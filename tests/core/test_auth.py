@@ -85,6 +85,27 @@ def test_missing_malformed_or_anonymous_is_unauthorized(header: str | None) -> N
         principal_from_header(header)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        encode({"userId": "\ud800x", "userDetails": "a"}),
+        encode({"userId": "u-1", "userDetails": "a", "userRoles": ["\udfff"]}),
+        encode(
+            {"auth_typ": "aad", "claims": [{"typ": "sub", "val": "s-9"}, {"typ": "name", "val": "\ud83d"}]}
+        ),
+        # json.loads decodes bytes with "surrogatepass": a surrogate written as raw bytes gets through too
+        base64.b64encode(b'{"userId": "\xed\xa0\x80x"}').decode(),
+    ],
+    ids=["userId", "role", "claim", "raw bytes"],
+)
+def test_a_principal_with_lone_surrogates_is_unauthorized(header: str) -> None:
+    """Such text cannot be encoded, so it would fail later: in a response, a hash or a stored owner."""
+    with pytest.raises(Unauthorized) as refused:
+        principal_from_header(header)
+    assert refused.value.status == 401
+    assert "Unicode" in refused.value.detail
+
+
 @given(st.text(max_size=200))
 def test_any_header_text_gives_a_principal_or_unauthorized(header: str) -> None:
     try:

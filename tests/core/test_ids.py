@@ -17,3 +17,4 @@ def test_foreign_shapes_are_not_ids() -> None:
     assert not is_id("../../etc/passwd")
     assert not is_id("01HZZZZZZZZZZZZZZZZZZZZZZZ")  # upper case is not what new_id makes
     assert not is_id("u" * 26)  # 'u' is not in the Crockford alphabet
+    assert not is_id(new_id() + "\n")  # "$" would also match before a final newline

@@ -263,14 +263,39 @@ def test_an_answer_without_location_replays_without_one(storage: Storage) -> Non
     assert claim(storage, user, key, request) == Answer(200, "", None)
 
 
-def test_a_long_answer_is_replayed_as_valid_json_pointing_at_the_resource(storage: Storage) -> None:
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * (idempotency.MAX_STORED_BODY_UNITS + 100),
+        # Fewer characters than the limit, but Table Storage counts an emoji as two UTF-16 units
+        "\N{GRINNING FACE}" * (idempotency.MAX_STORED_BODY_UNITS // 2 + 100),
+    ],
+    ids=["ascii", "emoji"],
+)
+def test_a_long_answer_is_replayed_as_valid_json_pointing_at_the_resource(
+    storage: Storage, text: str
+) -> None:
     user, key, request = new_id(), new_id(), new_id()
     assert claim(storage, user, key, request) is None
-    body = json.dumps({"text": "x" * (idempotency.MAX_STORED_BODY_CHARS + 100)})
+    body = json.dumps({"text": text}, ensure_ascii=False)
     idempotency.remember(storage, user_id=user, key=key, answer=Answer(201, body, "/api/datasets/x"))
     replayed = claim(storage, user, key, request)
     assert replayed is not None and replayed.status == 201 and replayed.location == "/api/datasets/x"
     assert json.loads(replayed.body)["location"] == "/api/datasets/x"  # never JSON cut in half
+
+
+def test_an_answer_storage_refuses_is_replayed_pointing_at_the_resource(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Had the claim stayed pending, a repeat after STALE_CLAIM would do the work a second time."""
+    user, key, request = new_id(), new_id(), new_id()
+    assert claim(storage, user, key, request) is None
+    monkeypatch.setattr(idempotency, "MAX_STORED_BODY_UNITS", 1_000_000)  # let storage be the one to refuse
+    body = json.dumps({"text": "x" * 70_000})  # over Table Storage's 64 KiB for a property
+    idempotency.remember(storage, user_id=user, key=key, answer=Answer(201, body, "/api/datasets/x"))
+    replayed = claim(storage, user, key, request)
+    assert replayed is not None and replayed.status == 201 and replayed.location == "/api/datasets/x"
+    assert json.loads(replayed.body)["location"] == "/api/datasets/x"
 
 
 def test_the_same_key_for_a_different_request_is_invalid(storage: Storage) -> None:
@@ -373,3 +398,73 @@ def test_fingerprints_tell_requests_apart() -> None:
     assert base != idempotency.fingerprint("PUT", "/api/imports", b"{}")
     assert base != idempotency.fingerprint("POST", "/api/exports", b"{}")
     assert base != idempotency.fingerprint("POST", "/api/imports", b"{ }")
+    assert base != idempotency.fingerprint("POST", "/api/imports?mode=a", b"{}")
+    assert base != idempotency.fingerprint("POST", "/api/imports", b"{}", content_type="text/csv")
+
+
+def release_just_before(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, method: str, *, user_id: str, key: str
+) -> None:
+    """Have the holder's request fail and release the key just before claim's next `method` on the table."""
+    table = storage.tables.get_table_client(IDEMPOTENCY_TABLE)
+    call = getattr(table, method)
+    released = False
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        nonlocal released
+        if not released:
+            released = True
+            idempotency.release(storage, user_id=user_id, key=key)
+        return call(*args, **kwargs)
+
+    monkeypatch.setattr(table, method, racing)
+    monkeypatch.setattr(idempotency, "_table", lambda _storage: table)
+
+
+def test_a_claim_released_between_create_and_read_is_claimed_afresh(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, key, request = new_id(), new_id(), new_id()
+    assert claim(storage, user, key, "a request about to fail") is None
+    release_just_before(storage, monkeypatch, "get_entity", user_id=user, key=key)
+    assert claim(storage, user, key, request) is None
+    assert stored_claim(storage, request)["state"] == "pending"
+
+
+def test_a_stale_claim_released_before_its_takeover_is_claimed_afresh(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, key, request = new_id(), new_id(), new_id()
+    assert claim(storage, user, key, request) is None
+    slow = stored_claim(storage, request)  # not dead after all: it fails and releases at the last moment
+    slow["claimedAt"] = jobs.now() - STALE_CLAIM - timedelta(seconds=5)
+    storage.tables.get_table_client(IDEMPOTENCY_TABLE).upsert_entity(slow)
+    release_just_before(storage, monkeypatch, "update_entity", user_id=user, key=key)
+    assert claim(storage, user, key, request) is None
+    assert stored_claim(storage, request)["claimedAt"] > jobs.now() - timedelta(minutes=1)
+
+
+def test_a_claim_released_and_taken_again_every_time_is_a_conflict(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, key, theirs = new_id(), new_id(), new_id()
+    assert claim(storage, user, key, theirs) is None
+    table = storage.tables.get_table_client(IDEMPOTENCY_TABLE)
+    read = table.get_entity
+    reads = 0
+
+    def flipping(*args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        idempotency.release(storage, user_id=user, key=key)
+        try:
+            return read(*args, **kwargs)
+        finally:  # their retry claims the key again before ours can
+            assert claim(storage, user, key, theirs) is None
+
+    monkeypatch.setattr(table, "get_entity", flipping)
+    monkeypatch.setattr(idempotency, "_table", lambda _storage: table)
+    with pytest.raises(Conflict) as caught:
+        claim(storage, user, key, new_id())
+    assert caught.value.status == 409
+    assert reads > 1  # it did try again

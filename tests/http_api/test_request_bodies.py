@@ -1,12 +1,22 @@
-"""JSON request bodies: anything that could not be stored and answered again is refused with a 400."""
+"""Request bodies: what could not be stored and answered again is a 400; a key replays only its request."""
 
 from __future__ import annotations
+
+import base64
+import json
 
 import azure.functions as func
 import pytest
 
+from core.auth import PRINCIPAL_HEADER, Principal
 from core.errors import BadRequest
-from http_api.responses import read_json_object
+from core.ids import new_id
+from core.ratelimit import RateLimiter
+from core.runtime import Runtime
+from core.settings import Settings
+from core.storage import Storage
+from http_api import responses
+from http_api.responses import endpoint, json_response, media_type, read_json_object
 
 
 def request(body: bytes) -> func.HttpRequest:
@@ -42,3 +52,49 @@ def test_ordinary_bodies_are_read_as_they_are() -> None:
         "maximum": 1.5e300,
         "big": 100_000_000_000_000_000_000_000,
     }
+
+
+@pytest.fixture
+def idempotency_storage(storage_connection_string: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claim Idempotency-Keys in the session's Azurite, with a rate limiter of this test's own."""
+    settings = Settings.from_env({"AzureWebJobsStorage": storage_connection_string})
+    storage = Storage.connect(settings.storage)
+    storage.ensure_resources()
+    monkeypatch.setattr(responses, "runtime", lambda: Runtime(settings=settings, storage=storage))
+    monkeypatch.setattr(responses, "_rate_limiter", lambda: RateLimiter(settings.requests_per_minute))
+
+
+@endpoint(idempotent=True)
+def create_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Stand in for POST /uploads with a text/csv body: the answer depends on more than the body."""
+    return json_response({"fileName": req.params.get("fileName"), "type": media_type(req)}, status=201)
+
+
+def upload(user_id: str, key: str, file_name: str, content_type: str = "text/csv") -> func.HttpResponse:
+    principal = base64.b64encode(json.dumps({"userId": user_id, "userDetails": "u"}).encode()).decode()
+    return create_upload(
+        func.HttpRequest(
+            "POST",
+            f"http://127.0.0.1/api/uploads?fileName={file_name}",
+            body=b"a,b\n1,2\n",
+            headers={PRINCIPAL_HEADER: principal, "Idempotency-Key": key, "Content-Type": content_type},
+            params={"fileName": file_name},
+        )
+    )
+
+
+@pytest.mark.usefixtures("idempotency_storage")
+@pytest.mark.parametrize(
+    ("file_name", "content_type"),
+    [("second.csv", "text/csv"), ("first.csv", "text/csv; charset=windows-1252")],
+    ids=["query string", "content type"],
+)
+def test_the_same_key_for_another_query_or_content_type_is_refused(file_name: str, content_type: str) -> None:
+    user, key = new_id(), new_id()
+    first = upload(user, key, "first.csv")
+    assert first.status_code == 201 and json.loads(first.get_body())["fileName"] == "first.csv"
+    repeat = upload(user, key, "first.csv")
+    assert repeat.status_code == 201 and repeat.headers["Idempotent-Replayed"] == "true"
+    other = upload(user, key, file_name, content_type)
+    assert other.status_code == 422, other.get_body()
+    assert "different request" in json.loads(other.get_body())["detail"]
