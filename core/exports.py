@@ -4,6 +4,10 @@ The worker writes ``exports/<jobId>.csv`` from scratch each time it runs, so a r
 writes the same file again. The header is the schema's field names; each cell is written so that
 importing the file with the same schema gives the same values, and (unless ``safeCells`` is false)
 text cells a spreadsheet would run as formulas get a leading ``'`` (CSV injection).
+
+A replace that switches the dataset to its new rows table drops the old one, maybe under a running
+export: the export then writes the whole file again from the new table (one generation, never a mix),
+and an export whose dataset is deleted under it fails rather than completing with a header alone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobSasPermissions, ContentSettings
+from azure.storage.blob import BlobClient, BlobSasPermissions, ContentSettings
 
 from core import datasets, jobs, rows
 from core.auth import Principal
@@ -27,6 +31,16 @@ from core.storage import EXPORT_QUEUE, EXPORTS_CONTAINER, Storage
 log = logging.getLogger(__name__)
 
 ROWS_PER_PIECE: Final = 2_000
+MAX_TABLE_SWITCHES: Final = 10
+DATASET_DELETED: Final = "The dataset was deleted, so it was not exported."
+
+
+class _RowsTableGone(Exception):
+    """The rows table an export reads went away because its dataset moved on: to `dataset`, or deleted."""
+
+    def __init__(self, dataset: datasets.Dataset | None) -> None:
+        super().__init__("the rows table went away")
+        self.dataset = dataset
 
 
 def start_export(*, storage: Storage, principal: Principal, dataset_id: str, body: dict[str, Any]) -> Job:
@@ -93,17 +107,15 @@ def run_export(*, storage: Storage, job_id: str) -> str:
     if job.status in jobs.FINISHED:
         return job.status
     dataset = datasets.load_dataset(storage, job.dataset_id)
-    if dataset is None:
-        return "missing"
+    if dataset is None or dataset.status != datasets.ACTIVE:
+        return fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
     jobs.change_job(
         storage, job_id, lambda current: {"status": jobs.RUNNING} if current.status == jobs.QUEUED else None
     )
-    counter = [0]
-    pieces = _csv_pieces(storage, dataset, safe=bool(job.get("safeCells", True)), counter=counter)
     blob = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv")
-    blob.upload_blob(
-        pieces, overwrite=True, content_settings=ContentSettings(content_type="text/csv; charset=utf-8")
-    )
+    written = _write_file(storage, blob, dataset, safe=bool(job.get("safeCells", True)))
+    if written is None:
+        return fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
     size = blob.get_blob_properties().size
     finished = jobs.change_job(
         storage,
@@ -111,19 +123,43 @@ def run_export(*, storage: Storage, job_id: str) -> str:
         lambda current: (
             None
             if current.status in jobs.FINISHED
-            else {"status": jobs.COMPLETED, "rows": counter[0], "size": size}
+            else {"status": jobs.COMPLETED, "rows": written, "size": size}
         ),
     )
     return finished.status if finished else "missing"
 
 
-def fail_export(*, storage: Storage, job_id: str, error: str) -> None:
-    """Mark an export failed with a reason people can read."""
-    jobs.change_job(
+def fail_export(*, storage: Storage, job_id: str, error: str) -> str:
+    """Mark an export failed with a reason people can read; return its status."""
+    ended = jobs.change_job(
         storage,
         job_id,
         lambda current: None if current.status in jobs.FINISHED else {"status": jobs.FAILED, "error": error},
     )
+    return ended.status if ended else "missing"  # a deleted dataset's jobs go with it
+
+
+def _write_file(storage: Storage, blob: BlobClient, dataset: datasets.Dataset, *, safe: bool) -> int | None:
+    """Write the file from the dataset's rows table; return its row count, or None if the dataset went.
+
+    The blob's content is committed only after the last row (its blocks, all at once), so a file started
+    again after a replace switched tables keeps nothing of the old table's rows.
+    """
+    for _ in range(MAX_TABLE_SWITCHES):
+        counter = [0]
+        try:
+            blob.upload_blob(
+                _csv_pieces(storage, dataset, safe=safe, counter=counter),
+                overwrite=True,
+                content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
+            )
+        except _RowsTableGone as gone:
+            if gone.dataset is None or gone.dataset.status != datasets.ACTIVE:
+                return None
+            dataset = gone.dataset
+            continue
+        return counter[0]
+    raise RuntimeError(f"dataset {dataset.id} kept switching rows tables under an export")
 
 
 def _csv_pieces(
@@ -149,8 +185,11 @@ def _csv_pieces(
                 out.truncate()
                 pending = 0
     except ResourceNotFoundError:
+        current = datasets.load_dataset(storage, dataset.id)
+        if current is None or current.status != datasets.ACTIVE or current.rows_table != dataset.rows_table:
+            raise _RowsTableGone(current) from None  # a replace switched tables, or a delete is under way
         if counter[0]:
-            raise  # the table went away mid-export (a replace switched, or a delete): start again
-        # Nothing imported yet: the table does not exist, and the export is the header alone.
+            raise  # the table the dataset still names went away part way: the queue tries again
+        # Nothing imported yet: the table the dataset names does not exist, and the file is the header alone.
     if pending:
         yield out.getvalue().encode("utf-8")

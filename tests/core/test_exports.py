@@ -1,0 +1,176 @@
+"""Exports racing a replace's table switch or a dataset delete, against the session's real Azurite."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from core import datasets, exports, imports, jobs, rows, uploads
+from core.auth import Principal
+from core.settings import Settings
+from core.storage import EXPORTS_CONTAINER, Storage
+
+OWNER = Principal(user_id="export-test", user_details="e", identity_provider="aad", roles=frozenset())
+SCHEMA = {"fields": [{"name": "id", "type": "integer"}, {"name": "v", "type": "string"}], "primaryKey": "id"}
+
+
+def csv_rows(first: int, count: int) -> bytes:
+    return ("id,v\n" + "".join(f"{n},x{n}\n" for n in range(first, first + count))).encode()
+
+
+def applied_import(storage: Storage, dataset_id: str, body: bytes, *, mode: str) -> jobs.Job:
+    """Run an import's steps up to (not including) its finalize: its rows are written, not yet switched in."""
+    settings = Settings(storage=storage.config)
+    upload = uploads.store_upload(
+        storage=storage, settings=settings, owner=OWNER, file_name="e.csv", body=body
+    )
+    assert (
+        uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == uploads.PROFILED
+    )
+    job = imports.start_import(
+        storage=storage,
+        settings=settings,
+        principal=OWNER,
+        dataset_id=dataset_id,
+        body={"uploadId": upload["id"], "mode": mode, "autoApply": True},
+    )
+    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
+    for index in range(plan["chunks"]):
+        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
+    for bucket in range(plan["buckets"]):
+        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
+    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
+    for index in range(plan["chunks"]):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
+    return job
+
+
+def dataset_with_rows(storage: Storage, count: int) -> datasets.Dataset:
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "export", "schema": SCHEMA})
+    job = applied_import(storage, dataset.id, csv_rows(1, count), mode="insert")
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
+    loaded = datasets.load_dataset(storage, dataset.id)
+    assert loaded is not None and loaded.row_count == count
+    return loaded
+
+
+def run_once_while_exporting(
+    monkeypatch: pytest.MonkeyPatch, event: Callable[[], object], *, after: int
+) -> None:
+    """Make `event` happen once, when the export has made its file's piece `after` (0: the header, before
+    any page of rows is read)."""
+    real_pieces = exports._csv_pieces
+    happened = []
+
+    def pieces(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        for written, piece in enumerate(real_pieces(*args, **kwargs)):
+            if written == after and not happened:
+                happened.append(event())
+            yield piece
+
+    monkeypatch.setattr(exports, "_csv_pieces", pieces)
+
+
+def exported_ids(storage: Storage, job_id: str) -> list[int]:
+    content = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv").download_blob().readall()
+    records = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
+    assert records[0] == ["id", "v"]
+    assert all(record == [record[0], f"x{record[0]}"] for record in records[1:])
+    return sorted(int(record[0]) for record in records[1:])
+
+
+def export_blob_exists(storage: Storage, job_id: str) -> bool:
+    return bool(storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv").exists())
+
+
+def test_a_replace_switching_tables_before_the_first_page_exports_the_new_rows(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = dataset_with_rows(storage, 300)
+    replace = applied_import(storage, dataset.id, csv_rows(1_000, 200), mode="replace")
+    export = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
+
+    # The export has read the dataset (the old table); the replace finishes, switches and drops the old table.
+    run_once_while_exporting(
+        monkeypatch, lambda: imports.finalize_import(storage=storage, job_id=replace.id), after=0
+    )
+    assert exports.run_export(storage=storage, job_id=export.id) == jobs.COMPLETED
+
+    switched = datasets.load_dataset(storage, dataset.id)
+    assert switched is not None and switched.rows_table != dataset.rows_table and switched.row_count == 200
+    assert not list(
+        storage.tables.query_tables("TableName eq @name", parameters={"name": dataset.rows_table})
+    )
+    job = jobs.load_job(storage, export.id)
+    assert job is not None and job.get("rows") == 200
+    assert exported_ids(storage, export.id) == list(range(1_000, 1_200))
+
+
+def test_a_replace_switching_tables_part_way_restarts_the_file_from_the_new_rows(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = dataset_with_rows(storage, 1_200)  # two pages of 1,000
+    replace = applied_import(storage, dataset.id, csv_rows(5_000, 200), mode="replace")
+    export = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
+
+    # 500 old rows are already in the file's first blocks when the old table goes; the next page is a 404.
+    monkeypatch.setattr(exports, "ROWS_PER_PIECE", 500)
+    run_once_while_exporting(
+        monkeypatch, lambda: imports.finalize_import(storage=storage, job_id=replace.id), after=1
+    )
+    assert exports.run_export(storage=storage, job_id=export.id) == jobs.COMPLETED
+
+    job = jobs.load_job(storage, export.id)
+    assert job is not None and job.get("rows") == 200
+    assert exported_ids(storage, export.id) == list(range(5_000, 5_200))  # one generation, no old rows
+
+
+def test_a_delete_before_the_first_page_leaves_no_export(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = dataset_with_rows(storage, 50)
+    export = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
+
+    def delete() -> None:
+        delete_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
+        assert datasets.delete_dataset(storage=storage, job_id=delete_id) == jobs.COMPLETED
+
+    run_once_while_exporting(monkeypatch, delete, after=0)
+    assert exports.run_export(storage=storage, job_id=export.id) == "missing"
+    assert jobs.load_job(storage, export.id) is None
+    assert not export_blob_exists(storage, export.id)  # nothing of the deleted dataset outlives it
+
+
+def test_a_delete_under_way_before_the_first_page_fails_the_export_instead_of_completing_it_empty(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "empty", "schema": SCHEMA})
+    nothing = exports.start_export(storage=storage, principal=OWNER, dataset_id=empty.id, body={})
+    assert exports.run_export(storage=storage, job_id=nothing.id) == jobs.COMPLETED  # no table: header only
+    assert exported_ids(storage, nothing.id) == []
+
+    dataset = dataset_with_rows(storage, 50)
+    export = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
+    delete_id = ""
+
+    def start_deleting() -> None:
+        # The delete's first step: the dataset is `deleting` and its rows tables are gone; its jobs remain.
+        nonlocal delete_id
+        delete_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
+        for table in storage.tables.list_tables():
+            if table.name.startswith(rows.rows_table_prefix(dataset.id)):
+                storage.tables.delete_table(table.name)
+
+    run_once_while_exporting(monkeypatch, start_deleting, after=0)
+    assert exports.run_export(storage=storage, job_id=export.id) == jobs.FAILED
+    job = jobs.load_job(storage, export.id)
+    assert job is not None and job.status == jobs.FAILED and job.get("error") == exports.DATASET_DELETED
+    assert not export_blob_exists(storage, export.id)
+    assert exports.run_export(storage=storage, job_id=export.id) == jobs.FAILED  # a repeat delivery
+
+    assert datasets.delete_dataset(storage=storage, job_id=delete_id) == jobs.COMPLETED
+    assert jobs.load_job(storage, export.id) is None
