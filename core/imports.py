@@ -282,6 +282,11 @@ def record_decision(*, storage: Storage, principal: Principal, job_id: str, acti
             raise Conflict(
                 f"This import is {current.status}; only an import awaiting review can be {decision}."
             )
+        expires_at = current.get("expiresAt")
+        if expires_at is not None and jobs.now() >= expires_at:  # the orchestration is ending it as expired
+            raise Conflict(
+                f"The review of this import ended at {jobs.iso(expires_at)}; it can no longer be {decision}."
+            )
         if current.get("decision"):
             if current.get("decision") == decision:
                 return None
@@ -654,6 +659,7 @@ def _summed(storage: Storage, job: Job) -> dict[str, Any]:
                 "applyErrorsStored",
             ):
                 totals[key] += int(entity.get(key) or 0)
+            totals["unsettled"] += bool(entity.get("applyStarted")) and entity.get("inserted") is None
             for code, column, count in json.loads(entity.get("errorCounts") or "[]"):
                 errors[(code, column)] += count
             for code, column, count in json.loads(entity.get("applyErrorCounts") or "[]"):
@@ -816,12 +822,9 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
             _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
         )
     except ResourceModifiedError:
-        return {"stop": _file_changed(storage, job_id)}
+        return _cannot_apply(storage, job_id, FILE_CHANGED)
     except PatternTooSlow as error:
-        # Other chunks may be writing: they stop as on a cancel, and finalize_import fails the import.
-        failure = {"failure": str(error)[:2_000]}
-        jobs.change_job(storage, job_id, lambda current: failure if _applying(current) else None)
-        return {"cancelled": True}
+        return _cannot_apply(storage, job_id, str(error))
     skip = _dup_rows(storage, job, chunk)
     mode = job.get("mode")
     entities = []
@@ -833,6 +836,12 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         entities.append(rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i"))
         numbers.append(number)
     writer = _RowWriter(storage, job, ctx.schema, mode, job.get("rowsTable"))
+    # If this run dies after writing and no later run finishes the chunk (a cancel came first), the
+    # finish counts the rows it wrote from the table: see _final_counts.
+    jobs.datasets_table(storage).upsert_entity(
+        {"PartitionKey": job.dataset_id, "RowKey": jobs.chunk_row(job_id, index), "applyStarted": True},
+        mode=UpdateMode.MERGE,
+    )
     applied = writer.write(entities, numbers, chunk)
     errors = applied.errors
     rowerrors.store(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
@@ -852,6 +861,14 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         mode=UpdateMode.MERGE,
     )
     return {"rows": applied.rows, "inserted": applied.inserted, "cancelled": applied.stopped}
+
+
+def _cannot_apply(storage: Storage, job_id: str, reason: str) -> dict[str, Any]:
+    """Record why a chunk cannot write its rows. The other chunks stop as on a cancel, and once all have
+    ended finalize_import fails the import: failing it now would count rows they are still writing."""
+    failure = {"failure": reason[:2_000]}
+    jobs.change_job(storage, job_id, lambda current: failure if _applying(current) else None)
+    return {"cancelled": True}
 
 
 class _RowWriter:
@@ -1006,6 +1023,8 @@ def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: st
             return "missing"
         if job.status in jobs.FINISHED:
             return job.status
+        if status == jobs.COMPLETED and job.get("cancelRequested"):  # accepted while this step ran
+            status, phase = jobs.CANCELLED, "cancelled"  # so a replace leaves the dataset as it was
         dataset = datasets.load_dataset(storage, job.dataset_id)
         assert dataset is not None
         counts, summary, stored = _final_counts(storage, job)
@@ -1046,6 +1065,10 @@ def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: st
 def _final_counts(storage: Storage, job: Job) -> tuple[dict[str, int], list[dict[str, Any]], int]:
     summed = _summed(storage, job)
     totals = summed["totals"]
+    if totals["unsettled"]:
+        # A chunk died after writing rows and was stopped (a cancel, a failure) before a run of it could
+        # count them. Every row an import writes carries its mark: count those instead.
+        totals["inserted"], totals["updated"] = _written_by(storage, job)
     invalid = totals["invalid"] + len(_dup_rows(storage, job)) + totals["conflicts"]
     counts = {
         "rows": totals["rows"],
@@ -1056,6 +1079,23 @@ def _final_counts(storage: Storage, job: Job) -> tuple[dict[str, int], list[dict
         "unchanged": totals["unchanged"],
     }
     return counts, summed["summary"], totals["errorsStored"] + totals["applyErrorsStored"]
+
+
+def _written_by(storage: Storage, job: Job) -> tuple[int, int]:
+    """Count the rows of the job's table this import inserted and updated (a scan: a rare path)."""
+    inserted, updated = rows.writer_mark(job.id, "i"), rows.writer_mark(job.id, "u")
+    found: Counter[str] = Counter()
+    table = storage.tables.get_table_client(job.get("rowsTable"))
+    try:
+        for entity in table.query_entities(
+            f"{rows.JOB_PROPERTY} eq @i or {rows.JOB_PROPERTY} eq @u",
+            parameters={"i": inserted, "u": updated},
+            select=[rows.JOB_PROPERTY],
+        ):
+            found[entity[rows.JOB_PROPERTY]] += 1
+    except ResourceNotFoundError:  # the table of a replace that never wrote a row
+        pass
+    return found[inserted], found[updated]
 
 
 def _finish_operations(

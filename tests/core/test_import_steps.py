@@ -8,6 +8,7 @@ import pytest
 
 from core import datasets, imports, jobs, uploads, validation
 from core.auth import Principal
+from core.errors import Conflict
 from core.settings import Settings
 from core.storage import UPLOADS_CONTAINER, WORK_CONTAINER, Storage
 
@@ -171,3 +172,132 @@ def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
     )
     released = datasets.load_dataset(storage, dataset.id)
     assert released is not None and released.active_job == "" and released.row_count == 0
+
+
+def ready_to_apply(storage: Storage, rows: range, *, mode: str = "insert", chunk_rows: int = 10_000) -> Any:
+    """Start and validate an import of valid rows (ids `rows`) into a new dataset; return (job, chunks)."""
+    settings = Settings(storage=storage.config, chunk_rows=chunk_rows)
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "apply", "schema": SCHEMA})
+    return import_into(storage, dataset.id, rows, mode=mode, settings=settings)
+
+
+def import_into(storage: Storage, dataset_id: str, rows: range, *, mode: str, settings: Settings) -> Any:
+    body = ("id\n" + "".join(f"{number}\n" for number in rows)).encode()
+    upload = uploads.store_upload(
+        storage=storage, settings=settings, owner=OWNER, file_name="a.csv", body=body
+    )
+    assert uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == "profiled"
+    job = imports.start_import(
+        storage=storage,
+        settings=settings,
+        principal=OWNER,
+        dataset_id=dataset_id,
+        body={"uploadId": upload["id"], "mode": mode, "autoApply": True},
+    )
+    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
+    for index in range(plan["chunks"]):
+        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
+    for bucket in range(plan["buckets"]):
+        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
+    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
+    return job, plan["chunks"]
+
+
+def stored_rows(storage: Storage, dataset_id: str) -> tuple[int, int]:
+    """Return the dataset's row count and the number of rows its table holds."""
+    dataset = datasets.load_dataset(storage, dataset_id)
+    assert dataset is not None
+    if dataset.rows_table not in [table.name for table in storage.tables.list_tables()]:
+        return dataset.row_count, 0
+    table = storage.tables.get_table_client(dataset.rows_table)
+    return dataset.row_count, sum(1 for _ in table.list_entities(select=["RowKey"]))
+
+
+class Killed(BaseException):
+    """The process died (BaseException: nothing on the way catches it)."""
+
+
+def test_rows_a_chunk_wrote_before_it_died_are_counted_when_a_cancel_stops_its_retry(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job, _ = ready_to_apply(storage, range(1, 501))
+
+    def killed(*_args: Any) -> None:
+        raise Killed("after the rows were written, before the chunk counted them")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(imports.rowerrors, "store", killed)
+        with pytest.raises(Killed):
+            imports.apply_chunk(storage=storage, job_id=job.id, index=0)
+    imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="cancel")
+    assert imports.apply_chunk(storage=storage, job_id=job.id, index=0) == {"cancelled": True}  # the retry
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.CANCELLED}
+    ended = jobs.load_job(storage, job.id)
+    assert ended is not None and ended.json_property("counts", {})["inserted"] == 500
+    assert stored_rows(storage, job.dataset_id) == (500, 500)
+
+
+@pytest.mark.parametrize("mode", ["insert", "replace"])
+def test_a_file_written_again_while_applying_fails_the_import_once_every_chunk_stopped(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    job, chunks = ready_to_apply(storage, range(1, 601), mode=mode, chunk_rows=300)
+    assert chunks == 2
+    write = imports._RowWriter._batch
+    during: list[dict[str, Any]] = []
+
+    def written_again_while_writing(writer: Any, batch: Any, row_of: Any) -> Any:
+        if not during:  # chunk 0 is writing; the file is written again and chunk 1 starts
+            during.append({})
+            upload = storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId"))
+            upload.upload_blob(b"id\n1\n", overwrite=True)
+            during[0] = imports.apply_chunk(storage=storage, job_id=job.id, index=1)
+            running = jobs.load_job(storage, job.id)
+            assert running is not None and running.status == jobs.APPLYING  # not finished under chunk 0
+        return write(writer, batch, row_of)
+
+    monkeypatch.setattr(imports._RowWriter, "_batch", written_again_while_writing)
+    imports.apply_chunk(storage=storage, job_id=job.id, index=0)
+    assert during == [{"cancelled": True}]
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.FAILED}
+    ended = jobs.load_job(storage, job.id)
+    assert ended is not None and ended.get("error") == imports.FILE_CHANGED
+    count, held = stored_rows(storage, job.dataset_id)
+    if mode == "insert":  # what chunk 0 wrote stays, and is counted
+        assert count == held == ended.json_property("counts", {})["inserted"] > 0
+    else:  # the dataset keeps its first (empty) table; the new one is gone, not filled again
+        assert (count, held) == (0, 0)
+        assert job.get("rowsTable") not in [table.name for table in storage.tables.list_tables()]
+
+
+def test_a_cancel_accepted_while_a_replace_finishes_leaves_the_old_rows(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, chunks = ready_to_apply(storage, range(1, 51))
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=first.id, index=index)
+    assert imports.finalize_import(storage=storage, job_id=first.id) == {"status": jobs.COMPLETED}
+    settings = Settings(storage=storage.config)
+    job, chunks = import_into(storage, first.dataset_id, range(1000, 1020), mode="replace", settings=settings)
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
+    count = imports._final_counts
+
+    def cancelled_meanwhile(storage_: Storage, job_: jobs.Job) -> Any:
+        if not job_.get("cancelRequested"):
+            imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="cancel")
+        return count(storage_, job_)
+
+    monkeypatch.setattr(imports, "_final_counts", cancelled_meanwhile)
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.CANCELLED}
+    assert stored_rows(storage, first.dataset_id) == (50, 50)
+
+
+def test_a_decision_after_the_review_window_is_refused(storage: Storage) -> None:
+    job = validated_import(storage)
+    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "review"
+    jobs.change_job(storage, job.id, lambda _: {"expiresAt": jobs.now()})
+    with pytest.raises(Conflict, match="The review of this import ended at"):
+        imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="approve")
+    cancelled = imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="cancel")
+    assert cancelled.get("cancelRequested")
