@@ -295,7 +295,8 @@ def record_decision(*, storage: Storage, principal: Principal, job_id: str, acti
 
     # The decision and the command that relays it to the orchestration land in one transaction.
     updated = jobs.change_job(storage, job.id, change, command_to=IMPORT_QUEUE)
-    assert updated is not None
+    if updated is None:  # its dataset was deleted meanwhile
+        raise NotFound(f"There is no import {job_id!r}.")
     jobs.send_command(
         storage, dataset_id=updated.dataset_id, job_id=updated.id, queue=IMPORT_QUEUE, traceparent=None
     )
@@ -413,7 +414,7 @@ def plan_import(*, storage: Storage, settings: Settings, job_id: str) -> dict[st
             chunk_rows=settings.chunk_rows,
         )
     except ResourceModifiedError:
-        return {"stop": _file_changed(storage, job_id)}
+        return {"stop": fail_import(storage=storage, job_id=job_id, error=FILE_CHANGED)["status"]}
     table = jobs.datasets_table(storage)
     for chunk in chunks:
         table.upsert_entity(
@@ -470,12 +471,6 @@ def _records(storage: Storage, ctx: _Context, chunk: ChunkPlan) -> Iterator[list
     )
 
 
-def _file_changed(storage: Storage, job_id: str) -> str:
-    """End an import whose file was written again after its commit: its rows are no longer the ones
-    profiled and validated. Returns the status."""
-    return str(fail_import(storage=storage, job_id=job_id, error=FILE_CHANGED)["status"])
-
-
 def _blob(storage: Storage, job: Job, chunk: ChunkPlan | None) -> Iterator[bytes]:
     blob = storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId"))
     etag = job.get("blobEtag") or None
@@ -498,7 +493,7 @@ def _blob(storage: Storage, job: Job, chunk: ChunkPlan | None) -> Iterator[bytes
 def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     """Validate one chunk: store its row errors, counts and key buckets. Safe to run twice."""
     ctx = _context(storage, job_id)
-    if ctx.job.status in jobs.FINISHED or ctx.job.get("cancelRequested"):
+    if _stopping(ctx.job):
         _drop_if_ended(storage, job_id, _key_runs_name(index), ctx.job)  # an earlier attempt's, too late
         return {"cancelled": True}
     chunk, _ = _chunk(storage, ctx.job, index)
@@ -507,9 +502,9 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
             _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=False
         )
     except ResourceModifiedError:
-        return {"stop": _file_changed(storage, job_id)}
+        return _cannot_go_on(storage, job_id, FILE_CHANGED)
     except PatternTooSlow as error:
-        return {"stop": fail_import(storage=storage, job_id=job_id, error=str(error))["status"]}
+        return _cannot_go_on(storage, job_id, str(error))
     if result.row_count != chunk.rows:
         raise RuntimeError(
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
@@ -600,7 +595,7 @@ def _work_blob(storage: Storage, job_id: str, name: str) -> Any:
 def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str, Any]:
     """Find keys used twice across the file in one bucket; store the errors and the rows they invalidate."""
     ctx = _context(storage, job_id)
-    if ctx.job.status in jobs.FINISHED or ctx.job.get("cancelRequested"):
+    if _stopping(ctx.job):
         _drop_if_ended(storage, job_id, _dups_name(bucket), ctx.job)
         return {"cancelled": True}
     digests = []
@@ -675,8 +670,13 @@ def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     job = jobs.load_job(storage, job_id)
     if job is None:
         return {"next": "stop"}
-    if job.status in jobs.FINISHED:  # it ended while validating (a changed file, a slow pattern)
+    if job.status in jobs.FINISHED:
         return {"next": "stop"}
+    if job.get("failure"):  # a chunk could not be validated; every chunk has ended now
+        return {
+            "next": "stop",
+            "status": fail_import(storage=storage, job_id=job_id, error=job.get("failure"))["status"],
+        }
     if job.get("cancelRequested"):
         return {"next": "stop", "status": _finish(storage, job_id, status=jobs.CANCELLED, phase="cancelled")}
     if job.status in (jobs.AWAITING_REVIEW, jobs.APPLYING):  # a re-run: the first run decided
@@ -822,9 +822,9 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
             _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
         )
     except ResourceModifiedError:
-        return _cannot_apply(storage, job_id, FILE_CHANGED)
+        return _cannot_go_on(storage, job_id, FILE_CHANGED)
     except PatternTooSlow as error:
-        return _cannot_apply(storage, job_id, str(error))
+        return _cannot_go_on(storage, job_id, str(error))
     skip = _dup_rows(storage, job, chunk)
     mode = job.get("mode")
     entities = []
@@ -863,11 +863,19 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     return {"rows": applied.rows, "inserted": applied.inserted, "cancelled": applied.stopped}
 
 
-def _cannot_apply(storage: Storage, job_id: str, reason: str) -> dict[str, Any]:
-    """Record why a chunk cannot write its rows. The other chunks stop as on a cancel, and once all have
-    ended finalize_import fails the import: failing it now would count rows they are still writing."""
+def _cannot_go_on(storage: Storage, job_id: str, reason: str) -> dict[str, Any]:
+    """Record why a chunk cannot be validated or applied (a changed file, a slow pattern).
+
+    The other chunks stop as on a cancel, and once all have ended the next step (review_import or
+    finalize_import) fails the import: failing it now would miss the rows and errors they still store.
+    """
     failure = {"failure": reason[:2_000]}
-    jobs.change_job(storage, job_id, lambda current: failure if _applying(current) else None)
+    running = (jobs.VALIDATING, jobs.APPLYING)
+    jobs.change_job(
+        storage,
+        job_id,
+        lambda current: failure if current.status in running and not current.get("failure") else None,
+    )
     return {"cancelled": True}
 
 
@@ -1005,9 +1013,14 @@ def finalize_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     return {"status": _finish(storage, job_id, status=jobs.COMPLETED, phase="completed")}
 
 
+def _stopping(job: Job) -> bool:
+    """Say whether an import's chunks should stand down: it ended, or a cancel or a failure came."""
+    return job.status in jobs.FINISHED or bool(job.get("cancelRequested")) or bool(job.get("failure"))
+
+
 def _applying(job: Job) -> bool:
     """Say whether an import's chunks should (still) write rows: applying, with no cancel nor failure."""
-    return job.status == jobs.APPLYING and not job.get("cancelRequested") and not job.get("failure")
+    return job.status == jobs.APPLYING and not _stopping(job)
 
 
 def fail_import(*, storage: Storage, job_id: str, error: str) -> dict[str, Any]:
