@@ -77,7 +77,7 @@ def browse_rows(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     return json_response(page)
 
 
-@bp.route(route="datasets/{id}/rows/{key}", methods=["GET"])
+@bp.route(route="datasets/{id}/rows/{*key}", methods=["GET"])  # a key may hold "/"
 @endpoint()
 def get_row(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Show one row by its key."""

@@ -634,7 +634,7 @@ def _parameters() -> dict[str, Schema]:
         "DatasetId": in_path("id", "A dataset's id."),
         "ImportId": in_path("id", "An import's id."),
         "ExportId": in_path("id", "An export's id."),
-        "RowKey": in_path("key", "A row's key, as `key` in a row."),
+        "RowKey": in_path("key", "A row's key, as `key` in a row, URL-encoded (a `/` in it as %2F)."),
         "Queue": in_path("queue", "A queue's name, as `name` in GET /ops/queues."),
         "MessageId": in_path("messageId", "A poison message's id."),
         "Cursor": {

@@ -50,7 +50,9 @@ def registered_routes(monkeypatch: pytest.MonkeyPatch) -> dict[tuple[str, str], 
         for binding in json.loads(function.get_function_json())["bindings"]:
             if binding["type"] == "httpTrigger":
                 for method in binding["methods"]:
-                    routes["/" + binding["route"], method.upper()] = function.get_function_name()
+                    # A catch-all {*key} is a plain {key} to OpenAPI (clients send its "/" as %2F).
+                    route = "/" + binding["route"].replace("{*", "{")
+                    routes[route, method.upper()] = function.get_function_name()
     return routes
 
 
