@@ -69,6 +69,9 @@ ALL_DUPS: Final = "dups-all"  # the union of the buckets' duplicate rows, stored
 STORED_ERRORS_PER_CHUNK: Final = 2_000
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
+INTERNAL_FAILURE: Final = (
+    "The import stopped because of an internal error; the operators can look it up by its id."
+)
 FILE_CHANGED: Final = "The file was changed after it was committed; upload it again and start a new import."
 MAX_HEADER_CHARS: Final = 30_000  # the job keeps the header and mapping as JSON: 32K UTF-16 units each
 APPLY_THREADS: Final = 4  # per chunk; with 4 activities at once (host.json), 16 transactions in flight
@@ -282,15 +285,15 @@ def record_decision(*, storage: Storage, principal: Principal, job_id: str, acti
             raise Conflict(
                 f"This import is {current.status}; only an import awaiting review can be {decision}."
             )
+        if current.get("decision"):  # a repeat of the decision made in time is no error, even now
+            if current.get("decision") == decision:
+                return None
+            raise Conflict(f"This import was already {current.get('decision')}.")
         expires_at = current.get("expiresAt")
         if expires_at is not None and jobs.now() >= expires_at:  # the orchestration is ending it as expired
             raise Conflict(
                 f"The review of this import ended at {jobs.iso(expires_at)}; it can no longer be {decision}."
             )
-        if current.get("decision"):
-            if current.get("decision") == decision:
-                return None
-            raise Conflict(f"This import was already {current.get('decision')}.")
         return {"decision": decision, "decidedAt": jobs.now(), "decidedBy": principal.user_id}
 
     # The decision and the command that relays it to the orchestration land in one transaction.
@@ -638,6 +641,7 @@ def _summed(storage: Storage, job: Job) -> dict[str, Any]:
     """Add up the chunk and key-bucket records of an import."""
     totals: Counter[str] = Counter()
     errors: Counter[tuple[str, str]] = Counter()
+    unsettled: list[int] = []  # chunks that wrote rows but could not count them (see apply_chunk)
     for prefix in (f"chunk-{job.id}-", f"keys-{job.id}-"):
         for entity in jobs.partition_rows(storage, job.dataset_id, prefix):
             for key in (
@@ -654,7 +658,8 @@ def _summed(storage: Storage, job: Job) -> dict[str, Any]:
                 "applyErrorsStored",
             ):
                 totals[key] += int(entity.get(key) or 0)
-            totals["unsettled"] += bool(entity.get("applyStarted")) and entity.get("inserted") is None
+            if entity.get("applyStarted") and entity.get("inserted") is None:
+                unsettled.append(int(entity["RowKey"].rsplit("-", 1)[1]))
             for code, column, count in json.loads(entity.get("errorCounts") or "[]"):
                 errors[(code, column)] += count
             for code, column, count in json.loads(entity.get("applyErrorCounts") or "[]"):
@@ -662,7 +667,7 @@ def _summed(storage: Storage, job: Job) -> dict[str, Any]:
     summary = [
         {"code": code, "column": column, "count": count} for (code, column), count in errors.most_common()
     ]
-    return {"totals": totals, "summary": summary}
+    return {"totals": totals, "summary": summary, "unsettled": unsettled}
 
 
 def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
@@ -671,6 +676,7 @@ def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     if job is None:
         return {"next": "stop"}
     if job.status in jobs.FINISHED:
+        _clean_up_again(storage, job)
         return {"next": "stop"}
     if job.get("failure"):  # a chunk could not be validated; every chunk has ended now
         return {
@@ -836,8 +842,10 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         entities.append(rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i"))
         numbers.append(number)
     writer = _RowWriter(storage, job, ctx.schema, mode, job.get("rowsTable"))
-    # If this run dies after writing and no later run finishes the chunk (a cancel came first), the
-    # finish counts the rows it wrote from the table: see _final_counts.
+    # If this run dies after writing and no later run finishes the chunk (a cancel or failure came first),
+    # the finish counts what it wrote by looking these keys up: see _count_unsettled.
+    keys = json.dumps([[entity["PartitionKey"], entity["RowKey"]] for entity in entities], ensure_ascii=False)
+    _work_blob(storage, job_id, _writes_name(index)).upload_blob(keys.encode(), overwrite=True)
     jobs.datasets_table(storage).upsert_entity(
         {"PartitionKey": job.dataset_id, "RowKey": jobs.chunk_row(job_id, index), "applyStarted": True},
         mode=UpdateMode.MERGE,
@@ -861,6 +869,11 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         mode=UpdateMode.MERGE,
     )
     return {"rows": applied.rows, "inserted": applied.inserted, "cancelled": applied.stopped}
+
+
+def stop_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
+    """A step failed on every retry: make the other chunks stand down before the import fails."""
+    return _cannot_go_on(storage, job_id, INTERNAL_FAILURE)
 
 
 def _cannot_go_on(storage: Storage, job_id: str, reason: str) -> dict[str, Any]:
@@ -1004,8 +1017,11 @@ class _RowWriter:
 def finalize_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     """Record the final counts; release the dataset and, for replace, switch it to the new rows."""
     job = jobs.load_job(storage, job_id)
-    if job is None or job.status in jobs.FINISHED:
-        return {"status": job.status if job else "missing"}
+    if job is None:
+        return {"status": "missing"}
+    if job.status in jobs.FINISHED:
+        _clean_up_again(storage, job)
+        return {"status": job.status}
     if job.get("failure"):  # a chunk could not apply its rows (what the others wrote stays, counted)
         return fail_import(storage=storage, job_id=job_id, error=job.get("failure"))
     if job.get("cancelRequested"):
@@ -1030,21 +1046,25 @@ def fail_import(*, storage: Storage, job_id: str, error: str) -> dict[str, Any]:
 
 def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: str | None = None) -> str:
     """End the job and release its dataset in one transaction; for replace, switch tables on success."""
+    counted: tuple[dict[str, int], list[dict[str, Any]], int] | None = None
     for _ in range(10):
         job = jobs.load_job(storage, job_id)
         if job is None:
             return "missing"
         if job.status in jobs.FINISHED:
+            _clean_up_again(storage, job)
             return job.status
         if status == jobs.COMPLETED and job.get("cancelRequested"):  # accepted while this step ran
             status, phase = jobs.CANCELLED, "cancelled"  # so a replace leaves the dataset as it was
         dataset = datasets.load_dataset(storage, job.dataset_id)
         assert dataset is not None
-        counts, summary, stored = _final_counts(storage, job)
+        counted = counted or _final_counts(storage, job)  # every chunk has ended: counts stay put
+        counts, summary, stored = counted
         operations, old_table = _finish_operations(job, dataset, status, counts)
         fields = {
             "status": status,
             "phase": phase,
+            "dropTable": old_table or "",  # so a re-run after a crash before the clean-up can drop it
             "counts": json.dumps(counts),
             "errorsStored": stored,
             "errorSummary": json.dumps(summary, ensure_ascii=False),
@@ -1078,10 +1098,10 @@ def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: st
 def _final_counts(storage: Storage, job: Job) -> tuple[dict[str, int], list[dict[str, Any]], int]:
     summed = _summed(storage, job)
     totals = summed["totals"]
-    if totals["unsettled"]:
-        # A chunk died after writing rows and was stopped (a cancel, a failure) before a run of it could
-        # count them. Every row an import writes carries its mark: count those instead.
-        totals["inserted"], totals["updated"] = _written_by(storage, job)
+    for index in summed["unsettled"]:
+        inserted, updated = _count_unsettled(storage, job, index)
+        totals["inserted"] += inserted
+        totals["updated"] += updated
     invalid = totals["invalid"] + len(_dup_rows(storage, job)) + totals["conflicts"]
     counts = {
         "rows": totals["rows"],
@@ -1094,21 +1114,33 @@ def _final_counts(storage: Storage, job: Job) -> tuple[dict[str, int], list[dict
     return counts, summed["summary"], totals["errorsStored"] + totals["applyErrorsStored"]
 
 
-def _written_by(storage: Storage, job: Job) -> tuple[int, int]:
-    """Count the rows of the job's table this import inserted and updated (a scan: a rare path)."""
-    inserted, updated = rows.writer_mark(job.id, "i"), rows.writer_mark(job.id, "u")
-    found: Counter[str] = Counter()
-    table = storage.tables.get_table_client(job.get("rowsTable"))
+def _count_unsettled(storage: Storage, job: Job, index: int) -> tuple[int, int]:
+    """Count the rows a chunk inserted and updated before it died, by the mark each row it wrote carries.
+
+    A point read per key the chunk was to write (a rare path, bounded by the chunk's size).
+    """
     try:
-        for entity in table.query_entities(
-            f"{rows.JOB_PROPERTY} eq @i or {rows.JOB_PROPERTY} eq @u",
-            parameters={"i": inserted, "u": updated},
-            select=[rows.JOB_PROPERTY],
-        ):
-            found[entity[rows.JOB_PROPERTY]] += 1
-    except ResourceNotFoundError:  # the table of a replace that never wrote a row
-        pass
-    return found[inserted], found[updated]
+        keys = json.loads(_work_blob(storage, job.id, _writes_name(index)).download_blob().readall())
+    except ResourceNotFoundError:  # only the clean-up after a finish removes it
+        return 0, 0
+    table = storage.tables.get_table_client(job.get("rowsTable"))
+
+    def mark(key: list[str]) -> str:
+        try:
+            return str(
+                retrying(lambda: table.get_entity(*key, select=[rows.JOB_PROPERTY])).get(rows.JOB_PROPERTY)
+            )
+        except ResourceNotFoundError:
+            return ""
+
+    with ThreadPoolExecutor(APPLY_THREADS, thread_name_prefix="count") as pool:
+        marks = Counter(pool.map(mark, keys))
+    return marks[rows.writer_mark(job.id, "i")], marks[rows.writer_mark(job.id, "u")]
+
+
+def _writes_name(index: int) -> str:
+    """Name the work blob of the keys a chunk writes (see _count_unsettled)."""
+    return f"writes-{index:05d}"
 
 
 def _finish_operations(
@@ -1132,6 +1164,11 @@ def _finish_operations(
         {"mode": UpdateMode.MERGE, "etag": dataset.etag, "match_condition": MatchConditions.IfNotModified},
     )
     return [update], old_table
+
+
+def _clean_up_again(storage: Storage, job: Job) -> None:
+    """Clean up after an import that ended: the run that ended it may have died before its clean-up."""
+    _clean_up(storage, job, job.status, job.get("dropTable") or None)
 
 
 def _clean_up(storage: Storage, job: Job, status: str, old_table: str | None) -> None:

@@ -375,6 +375,9 @@ def _boolean_values(name: str, item: Mapping[str, Any], problems: _Problems) -> 
     return options
 
 
+_NUMBER_CHARS: Final = frozenset("0123456789+-eE")
+
+
 def _number_options(name: str, kind: str, item: Mapping[str, Any], problems: _Problems) -> dict[str, Any]:
     options: dict[str, Any] = {}
     bare = item.get("bareNumber", True)
@@ -386,6 +389,9 @@ def _number_options(name: str, kind: str, item: Mapping[str, Any], problems: _Pr
     group_char = item.get("groupChar", "")
     if kind == "number" and not (isinstance(decimal_char, str) and len(decimal_char) == 1):
         problems.add(name, "badOption", f'Field "{name}": decimalChar must be one character.')
+    elif kind == "number" and decimal_char in _NUMBER_CHARS and problems.new:
+        message = f'Field "{name}": decimalChar cannot be {decimal_char!r}, which is part of numbers.'
+        problems.add(name, "badOption", message)
     elif kind == "number":
         options["decimal_char"] = decimal_char
     # An integer has no decimal mark (its decimalChar is ignored): "1.000" with groupChar "." is a thousand.
@@ -394,6 +400,9 @@ def _number_options(name: str, kind: str, item: Mapping[str, Any], problems: _Pr
         problems.add(
             name, "badOption", f'Field "{name}": groupChar must be one character, not the decimal one.'
         )
+    elif group_char and group_char in _NUMBER_CHARS and problems.new:  # "-5" would read as 5
+        message = f'Field "{name}": groupChar cannot be {group_char!r}, which is part of numbers.'
+        problems.add(name, "badOption", message)
     else:
         options["group_char"] = group_char
     return options

@@ -31,6 +31,7 @@ DECIDE = "import_decide"
 APPLY = "import_apply_chunk"
 FINALIZE = "import_finalize"
 FAIL = "import_fail"
+STOP = "import_stop"
 DECISION_EVENT = "decision"
 RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=4)
 
@@ -45,7 +46,7 @@ def import_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     try:
         result = yield from _run(context, job)
     except Exception as error:  # noqa: BLE001  (an activity failed on every retry: the job says so)
-        reason = "The import stopped because of an internal error; the operators can look it up by its id."
+        reason = imports.INTERNAL_FAILURE
         if not context.is_replaying:
             log.error("Import %s failed: %s", job_id, error)
         failed = {**job, "error": reason, "detail": str(error)[:500]}
@@ -54,6 +55,9 @@ def import_orchestrator(context: df.DurableOrchestrationContext) -> Any:
 
 
 def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
+    def stop() -> Any:  # a chunk failed on every retry: the others stand down
+        return context.call_activity_with_retry(STOP, RETRY, job)
+
     plan = yield context.call_activity_with_retry(PLAN, RETRY, job)
     if "stop" in plan:
         return {"status": plan["stop"]}
@@ -63,6 +67,7 @@ def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
             context.call_activity_with_retry(VALIDATE, RETRY, {**job, "index": i})
             for i in range(plan["chunks"])
         ],
+        stop=stop,
     )
     if plan["buckets"]:
         yield from all_settled(
@@ -71,6 +76,7 @@ def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
                 context.call_activity_with_retry(MERGE_KEYS, RETRY, {**job, "bucket": b})
                 for b in range(plan["buckets"])
             ],
+            stop=stop,
         )
     step = yield context.call_activity_with_retry(REVIEW, RETRY, job)
     if step["next"] == "review":
@@ -80,6 +86,7 @@ def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
     yield from all_settled(
         context,
         [context.call_activity_with_retry(APPLY, RETRY, {**job, "index": i}) for i in range(plan["chunks"])],
+        stop=stop,
     )
     return (yield context.call_activity_with_retry(FINALIZE, RETRY, job))
 
@@ -176,6 +183,14 @@ def import_finalize(payload: dict[str, Any]) -> dict[str, Any]:
     """Record the final counts and release the dataset."""
     return _activity(
         FINALIZE, payload, lambda rt: imports.finalize_import(storage=rt.storage, job_id=payload["jobId"])
+    )
+
+
+@bp.activity_trigger(input_name="payload", activity=STOP)
+def import_stop(payload: dict[str, Any]) -> dict[str, Any]:
+    """Make the import's other chunks stand down: one failed on every retry."""
+    return _activity(
+        STOP, payload, lambda rt: imports.stop_import(storage=rt.storage, job_id=payload["jobId"])
     )
 
 

@@ -71,20 +71,19 @@ async def relay_import(msg: func.QueueMessage, client: df.DurableOrchestrationCl
 
     async def work(job_id: str, traceparent: str | None) -> str:
         action, job = imports.command_for(runtime().storage, job_id)
-        if action == "decide":
-            await client.raise_event(job_id, DECISION_EVENT, {"jobId": job_id})
-            return action
         if job is None or job.status in FINISHED:
             return action
         status = await client.get_status(job_id)
         runtime_status = status.runtime_status if status else None
-        if action == "start" and runtime_status is None:
-            await client.start_new(ORCHESTRATOR, job_id, {"jobId": job_id, "traceparent": traceparent})
-        elif runtime_status in DEAD:
-            # A job whose orchestration is gone (failed or terminated), queued or running, would hold its
-            # dataset for ever: a command for it (a cancel, a replay) ends it as failed instead.
+        if runtime_status in DEAD:
+            # A job whose orchestration is gone (failed or terminated) would hold its dataset for ever: a
+            # command for it (a start, a decision, a cancel, a replay) ends it as failed instead.
             imports.fail_import(storage=runtime().storage, job_id=job_id, error=INTERNAL_ERROR)
             return "failed"
+        if action == "start" and runtime_status is None:
+            await client.start_new(ORCHESTRATOR, job_id, {"jobId": job_id, "traceparent": traceparent})
+        elif action == "decide":
+            await client.raise_event(job_id, DECISION_EVENT, {"jobId": job_id})
         return action
 
     def give_up(job_id: str) -> None:

@@ -304,3 +304,55 @@ def test_a_decision_after_the_review_window_is_refused(storage: Storage) -> None
         imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="approve")
     cancelled = imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="cancel")
     assert cancelled.get("cancelRequested")
+
+
+def test_a_chunk_that_failed_on_every_retry_makes_the_others_stand_down(storage: Storage) -> None:
+    job, chunks = ready_to_apply(storage, range(1, 601), chunk_rows=300)
+    assert chunks == 2
+    imports.stop_import(storage=storage, job_id=job.id)  # chunk 0 failed on every retry
+    assert imports.apply_chunk(storage=storage, job_id=job.id, index=1) == {"cancelled": True}
+    assert stored_rows(storage, job.dataset_id) == (0, 0)
+    ended = imports.fail_import(storage=storage, job_id=job.id, error=imports.INTERNAL_FAILURE)
+    assert ended == {"status": jobs.FAILED}
+
+
+def test_a_finish_that_died_before_its_clean_up_is_cleaned_up_by_the_next_run(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, chunks = ready_to_apply(storage, range(1, 21))
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=first.id, index=index)
+    imports.finalize_import(storage=storage, job_id=first.id)
+    settings = Settings(storage=storage.config)
+    job, chunks = import_into(storage, first.dataset_id, range(100, 110), mode="replace", settings=settings)
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
+    clean_up = imports._clean_up
+
+    def killed(*_args: Any) -> None:
+        raise Killed("after the switch, before the clean-up")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(imports, "_clean_up", killed)
+        with pytest.raises(Killed):
+            imports.finalize_import(storage=storage, job_id=job.id)
+    old_table = first.get("rowsTable")
+    tables = [table.name for table in storage.tables.list_tables()]
+    work = storage.blobs.get_container_client(WORK_CONTAINER)
+    assert old_table in tables and list(work.list_blobs(name_starts_with=f"{job.id}/"))  # left behind
+    assert imports._clean_up is clean_up
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}  # the retry
+    assert old_table not in [table.name for table in storage.tables.list_tables()]
+    assert not list(work.list_blobs(name_starts_with=f"{job.id}/"))
+    assert stored_rows(storage, first.dataset_id) == (10, 10)
+
+
+def test_repeating_a_decision_made_in_time_is_no_error_after_the_window(storage: Storage) -> None:
+    job = validated_import(storage)
+    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "review"
+    imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="approve")
+    jobs.change_job(storage, job.id, lambda _: {"expiresAt": jobs.now()})
+    again = imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="approve")
+    assert again.get("decision") == "approved"
+    with pytest.raises(Conflict, match="already approved"):
+        imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="reject")

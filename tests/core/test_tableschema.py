@@ -167,6 +167,9 @@ def test_problem_messages_name_the_field_and_the_fix() -> None:
         ({"fields": [{"name": "a", "type": "boolean", "trueValues": []}]}, [("a", "badOption")]),
         ({"fields": [{"name": "a", "type": "number", "decimalChar": ",,"}]}, [("a", "badOption")]),
         ({"fields": [{"name": "a", "type": "integer", "bareNumber": "no"}]}, [("a", "badOption")]),
+        ({"fields": [{"name": "a", "type": "integer", "groupChar": "-"}]}, [("a", "badOption")]),  # -5 → 5
+        ({"fields": [{"name": "a", "type": "number", "groupChar": "0"}]}, [("a", "badOption")]),
+        ({"fields": [{"name": "a", "type": "number", "decimalChar": "e"}]}, [("a", "badOption")]),
         ({"fields": [{"name": "a"}], "primaryKey": []}, [(None, "badPrimaryKey")]),
         ({"fields": [{"name": "a"}], "primaryKey": ["a", "a"]}, [(None, "badPrimaryKey")]),
         ({"fields": [{"name": "a"}], "primaryKey": "b"}, [("b", "unknownPrimaryKeyField")]),

@@ -106,3 +106,21 @@ def test_a_queued_import_whose_orchestration_died_is_failed_and_frees_its_datase
     assert ended is not None and ended.status == jobs.FAILED and not client.started
     dataset = datasets.load_dataset(rt.storage, job.dataset_id)
     assert dataset is not None and dataset.active_job == ""
+
+
+def test_a_decision_for_an_import_whose_orchestration_died_fails_it_at_once(rt: Runtime) -> None:
+    job = queued_import(rt)
+    plan = imports.plan_import(storage=rt.storage, settings=rt.settings, job_id=job.id)
+    for index in range(plan["chunks"]):
+        imports.validate_chunk(storage=rt.storage, job_id=job.id, index=index)
+    jobs.change_job(rt.storage, job.id, lambda _: {"autoApply": False})  # so it waits for a review
+    assert imports.review_import(storage=rt.storage, job_id=job.id)["next"] == "review"
+    imports.record_decision(storage=rt.storage, principal=OWNER, job_id=job.id, action="approve")
+    client = DurableClient(df.OrchestrationRuntimeStatus.Terminated)
+    relay(job.id, client)  # the decision: no event for a dead instance (it would fail five times)
+    ended = jobs.load_job(rt.storage, job.id)
+    assert ended is not None and ended.status == jobs.FAILED and not client.raised
+    client = DurableClient(df.OrchestrationRuntimeStatus.Running)
+    live = queued_import(rt)
+    relay(live.id, client)  # queued, instance already running: nothing to do
+    assert not client.started and not client.raised

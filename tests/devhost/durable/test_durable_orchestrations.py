@@ -310,8 +310,11 @@ def test_all_settled_raises_a_fan_outs_failure_once_every_task_has_ended(conform
 
     async def scenario(driver: Driver) -> None:
         seen["run"] = await driver.run("settled_fan_out")
+        seen["history"] = await driver.sdk_status(seen["run"]["instanceId"], history=True)
 
     serve(conformance, scenario)
+    completed = [event["FunctionName"] for event in events_of(seen["history"], "TaskCompleted")]
+    assert completed == ["echo", "busy", "busy"]  # the stand-down went out while the others still ran
     assert seen["run"]["runtimeStatus"] == "Completed"
     # task_all failed at once; the slow tasks had ended, with their results, before the error was raised.
     output = seen["run"]["output"]

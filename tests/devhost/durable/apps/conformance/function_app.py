@@ -258,10 +258,11 @@ def busy_fan_out(context: df.DurableOrchestrationContext):
 
 @app.orchestration_trigger(context_name="context")
 def settled_fan_out(context: df.DurableOrchestrationContext):
-    """One activity that fails at once and two slow ones, through Loadbay's all_settled."""
+    """One activity that fails at once and two slow ones, through Loadbay's all_settled (which echoes
+    "stand down" when the first fails)."""
     tasks = [context.call_activity(EXPLODE, "first"), *(context.call_activity("busy", 0.5) for _ in range(2))]
     try:
-        yield from all_settled(context, tasks)
+        yield from all_settled(context, tasks, stop=lambda: context.call_activity(ECHO, "stand down"))
     except Exception as error:  # noqa: BLE001 - the SDK raises a plain Exception for an activity's failure
         return {"error": str(error), "others": [task.result for task in tasks[1:]]}
     return {"error": None}
