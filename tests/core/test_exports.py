@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from core import datasets, exports, imports, jobs, rows, uploads
+from core import datasets, exports, imports, jobs, rows
 from core.auth import Principal
-from core.settings import Settings
 from core.storage import EXPORTS_CONTAINER, Storage
+from tests.core.steps import import_to_review
 
 OWNER = Principal(user_id="export-test", user_details="e", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}, {"name": "v", "type": "string"}], "primaryKey": "id"}
@@ -24,27 +24,8 @@ def csv_rows(first: int, count: int) -> bytes:
 
 def applied_import(storage: Storage, dataset_id: str, body: bytes, *, mode: str) -> jobs.Job:
     """Run an import's steps up to (not including) its finalize: its rows are written, not yet switched in."""
-    settings = Settings(storage=storage.config)
-    upload = uploads.store_upload(
-        storage=storage, settings=settings, owner=OWNER, file_name="e.csv", body=body
-    )
-    assert (
-        uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == uploads.PROFILED
-    )
-    job = imports.start_import(
-        storage=storage,
-        settings=settings,
-        principal=OWNER,
-        dataset_id=dataset_id,
-        body={"uploadId": upload["id"], "mode": mode, "autoApply": True},
-    )
-    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
-    for index in range(plan["chunks"]):
-        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
-    for bucket in range(plan["buckets"]):
-        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
-    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
-    for index in range(plan["chunks"]):
+    job, chunks = import_to_review(storage, OWNER, dataset_id, body, mode=mode)
+    for index in range(chunks):
         imports.apply_chunk(storage=storage, job_id=job.id, index=index)
     return job
 

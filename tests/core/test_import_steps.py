@@ -11,6 +11,7 @@ from core.auth import Principal
 from core.errors import Conflict
 from core.settings import Settings
 from core.storage import UPLOADS_CONTAINER, WORK_CONTAINER, Storage
+from tests.core.steps import import_to_review
 
 OWNER = Principal(user_id="race-test", user_details="r", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
@@ -146,23 +147,7 @@ def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
         "primaryKey": "id",
     }
     dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "slow", "schema": schema})
-    upload = uploads.store_upload(
-        storage=storage, settings=settings, owner=OWNER, file_name="slow.csv", body=b"id,code\n1,ab\n2,ba\n"
-    )
-    assert uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == "profiled"
-    job = imports.start_import(
-        storage=storage,
-        settings=settings,
-        principal=OWNER,
-        dataset_id=dataset.id,
-        body={"uploadId": upload["id"], "autoApply": True},
-    )
-    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
-    for index in range(plan["chunks"]):
-        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
-    for bucket in range(plan["buckets"]):
-        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
-    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
+    job, _ = import_to_review(storage, OWNER, dataset.id, b"id,code\n1,ab\n2,ba\n", settings=settings)
 
     monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.0)  # validating passed; applying runs out
     assert imports.apply_chunk(storage=storage, job_id=job.id, index=0) == {"cancelled": True}
@@ -186,24 +171,7 @@ def ready_to_apply(storage: Storage, rows: range, *, mode: str = "insert", chunk
 
 def import_into(storage: Storage, dataset_id: str, rows: range, *, mode: str, settings: Settings) -> Any:
     body = ("id\n" + "".join(f"{number}\n" for number in rows)).encode()
-    upload = uploads.store_upload(
-        storage=storage, settings=settings, owner=OWNER, file_name="a.csv", body=body
-    )
-    assert uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == "profiled"
-    job = imports.start_import(
-        storage=storage,
-        settings=settings,
-        principal=OWNER,
-        dataset_id=dataset_id,
-        body={"uploadId": upload["id"], "mode": mode, "autoApply": True},
-    )
-    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
-    for index in range(plan["chunks"]):
-        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
-    for bucket in range(plan["buckets"]):
-        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
-    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
-    return job, plan["chunks"]
+    return import_to_review(storage, OWNER, dataset_id, body, mode=mode, settings=settings)
 
 
 def stored_rows(storage: Storage, dataset_id: str) -> tuple[int, int]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,10 +15,8 @@ import pytest
 from azure.functions.queue import QueueMessage
 
 from core import datasets, imports, jobs, uploads
-from core import runtime as runtime_module
 from core.auth import Principal
-from core.runtime import Runtime, runtime
-from devhost.azurite import Azurite
+from core.runtime import Runtime
 
 OWNER = Principal(user_id="relay-test", user_details="r", identity_provider="aad", roles=frozenset())
 
@@ -41,20 +38,6 @@ class DurableClient:
 
     async def raise_event(self, instance_id: str, _name: str, _data: Any) -> None:
         self.raised.append(instance_id)
-
-
-@pytest.fixture(scope="module")
-def own_azurite() -> Iterator[Azurite]:
-    with Azurite() as azurite:  # its own: the end-to-end devhost polls the shared one
-        yield azurite
-
-
-@pytest.fixture
-def rt(own_azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    monkeypatch.setenv("AzureWebJobsStorage", own_azurite.connection_string)
-    runtime_module.runtime.cache_clear()
-    yield runtime()
-    runtime_module.runtime.cache_clear()
 
 
 def queued_import(rt: Runtime) -> jobs.Job:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -17,13 +16,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from core import runtime as runtime_module
 from core import uploads
 from core.auth import Principal
 from core.errors import Conflict, LimitExceeded
-from core.runtime import Runtime, runtime
+from core.runtime import Runtime
 from core.storage import PROFILE_QUEUE, UPLOADS_CONTAINER
-from devhost.azurite import Azurite
 
 OWNER = Principal(user_id="worker-test", user_details="w", identity_provider="aad", roles=frozenset())
 _EXPORTER = InMemorySpanExporter()
@@ -35,21 +32,6 @@ def spans() -> InMemorySpanExporter:
     provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
     trace.set_tracer_provider(provider)
     return _EXPORTER
-
-
-@pytest.fixture(scope="module")
-def own_azurite() -> Iterator[Azurite]:
-    # Its own emulator: the end-to-end devhost polls the shared one and would take these messages.
-    with Azurite() as azurite:
-        yield azurite
-
-
-@pytest.fixture
-def rt(own_azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
-    monkeypatch.setenv("AzureWebJobsStorage", own_azurite.connection_string)
-    runtime_module.runtime.cache_clear()
-    yield runtime()
-    runtime_module.runtime.cache_clear()
 
 
 def handler() -> Any:

@@ -1,0 +1,44 @@
+"""An import's steps called one by one, as its orchestration would, for tests that act between them."""
+
+from __future__ import annotations
+
+from core import imports, jobs, uploads
+from core.auth import Principal
+from core.settings import Settings
+from core.storage import Storage
+
+
+def import_to_review(
+    storage: Storage,
+    owner: Principal,
+    dataset_id: str,
+    body: bytes,
+    *,
+    mode: str = "insert",
+    settings: Settings | None = None,
+) -> tuple[jobs.Job, int]:
+    """Upload `body`, import it (autoApply) and run the steps up to the review; return (job, chunks).
+
+    The file must be all valid rows: the review then says to apply.
+    """
+    settings = settings or Settings(storage=storage.config)
+    upload = uploads.store_upload(
+        storage=storage, settings=settings, owner=owner, file_name="f.csv", body=body
+    )
+    assert (
+        uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == uploads.PROFILED
+    )
+    job = imports.start_import(
+        storage=storage,
+        settings=settings,
+        principal=owner,
+        dataset_id=dataset_id,
+        body={"uploadId": upload["id"], "mode": mode, "autoApply": True},
+    )
+    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
+    for index in range(plan["chunks"]):
+        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
+    for bucket in range(plan["buckets"]):
+        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
+    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
+    return job, plan["chunks"]
