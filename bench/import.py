@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import io
 import json
 import multiprocessing
 import os
@@ -44,7 +45,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import requests
 from azure.core.exceptions import AzureError
@@ -54,6 +54,7 @@ from azure.data.tables.aio import TableClient as AsyncTableClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.validate import SCHEMA, generate
+from cli.client import put_blob
 from core import rows
 from core.csvformat import DecodedText, read_records, sniff_dialect
 from core.ids import new_id
@@ -67,8 +68,6 @@ from devhost.processes import REPO_ROOT, start, stop, wait_for_url
 LOG_DIR = REPO_ROOT / "test-output"
 USER_ID = "bench-import"
 SETTINGS = {"LOADBAY_REQUESTS_PER_MINUTE": "1000000", "LOADBAY_CHUNK_ROWS": "10000"}
-SINGLE_PUT_BYTES = 32 * 1024 * 1024  # bigger files go up in staged blocks, as a browser would send them
-BLOCK_BYTES = 8 * 1024 * 1024
 POLL_SECONDS = 0.25
 # The devhost runs HTTP triggers on the same threads as activities: during a big import a status answer can
 # wait minutes for a free thread. The bench waits for it (and reports the slowest) rather than giving up.
@@ -173,28 +172,6 @@ class Client:
             time.sleep(POLL_SECONDS)
 
 
-def put_file(upload_url: str, data: bytes) -> None:
-    """Send the file to its SAS URL: one Put Blob when small, else Put Block + Put Block List."""
-    if len(data) <= SINGLE_PUT_BYTES:
-        answer = requests.put(upload_url, data=data, headers={"x-ms-blob-type": "BlockBlob"}, timeout=300)
-        answer.raise_for_status()
-        return
-    block_ids = []
-    for number, offset in enumerate(range(0, len(data), BLOCK_BYTES)):
-        block_id = base64.b64encode(f"block-{number:08d}".encode()).decode()
-        answer = requests.put(
-            f"{upload_url}&comp=block&blockid={quote(block_id, safe='')}",
-            data=data[offset : offset + BLOCK_BYTES],
-            timeout=300,
-        )
-        answer.raise_for_status()
-        block_ids.append(block_id)
-    latest = "".join(f"<Latest>{block_id}</Latest>" for block_id in block_ids)
-    body = f'<?xml version="1.0" encoding="utf-8"?><BlockList>{latest}</BlockList>'
-    answer = requests.put(f"{upload_url}&comp=blocklist", data=body.encode(), timeout=300)
-    answer.raise_for_status()
-
-
 def peak_memory_kib(pid: int) -> int:
     """Return a process's peak resident memory (VmHWM), in KiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -287,7 +264,7 @@ def run_import(stack: Stack, data: bytes, row_count: int, budget: float) -> Impo
     marks = {"idle": Mark.now(stack)}
     dataset_id = client.call("POST", "/api/datasets", 201, json={"name": "bench", "schema": SCHEMA})["id"]
     ticket = client.call("POST", "/api/uploads", 201, json={"fileName": "bench.csv", "size": len(data)})
-    put_file(ticket["uploadUrl"], data)
+    put_blob(ticket["uploadUrl"], io.BytesIO(data), len(data))
     upload_path = f"/api/uploads/{ticket['id']}"
 
     marks["commit"] = Mark.now(stack)

@@ -22,8 +22,12 @@ from urllib.parse import quote
 import msal
 import requests
 
-TIMEOUT: Final = 60  # seconds for one HTTP request
+TIMEOUT: Final = 60  # seconds for one API request
+BLOB_TIMEOUT: Final = 300  # seconds for one request to Blob Storage (a block of up to 8 MiB)
 BLOCK_BYTES: Final = 8 * 1024 * 1024  # files above this go up in blocks, as Azure's own tools send them
+PIECE_BYTES: Final = 1024 * 1024  # a download is written a piece at a time
+MAX_POLL_SECONDS: Final = 5.0  # waiting backs off from poll_seconds to this
+RATE_LIMITED_TRIES: Final = 6
 ENTRA: Final = "https://login.microsoftonline.com/"
 ENDED: Final = frozenset({"completed", "failed", "rejected", "cancelled", "expired"})
 
@@ -67,7 +71,7 @@ def sign_in_headers(user: str | None, environ: Mapping[str, str] = os.environ) -
 def _client_token(client_id: str, environ: Mapping[str, str]) -> str:
     missing = [name for name in ("LOADBAY_CLIENT_SECRET", "LOADBAY_SCOPE") if not environ.get(name)]
     tenant = environ.get("LOADBAY_TENANT_ID")
-    authority = environ.get("LOADBAY_AUTHORITY") or (f"{ENTRA}{tenant}" if tenant else "")
+    authority = environ.get("LOADBAY_AUTHORITY") or (f"{ENTRA}{quote(tenant, safe='')}" if tenant else "")
     if not authority:
         missing.append("LOADBAY_TENANT_ID")
     if missing:
@@ -81,11 +85,15 @@ def _client_token(client_id: str, environ: Mapping[str, str]) -> str:
             validate_authority=authority.startswith(ENTRA),
         )
         result = app.acquire_token_for_client(scopes=[environ["LOADBAY_SCOPE"]])
-    except (ValueError, requests.RequestException) as error:  # msal reads the authority's metadata
-        raise CliError(f"Sign-in failed: {error}") from None
-    if "access_token" not in result:
-        raise CliError(f"Sign-in failed: {result.get('error')}: {result.get('error_description')}")
-    return str(result["access_token"])
+    except (ValueError, AttributeError, requests.RequestException, msal.exceptions.MsalError) as error:
+        raise CliError(f"Sign-in failed: {error}") from None  # (msal reads whatever the authority answers)
+    token = result.get("access_token")
+    if not isinstance(token, str) or not token:
+        reason = (
+            f"{result.get('error')}: {result.get('error_description')}" if result.get("error") else "no token"
+        )
+        raise CliError(f"Sign-in failed: {reason}")
+    return token
 
 
 class Client:
@@ -99,17 +107,31 @@ class Client:
 
     def call(self, method: str, path: str, **options: Any) -> Any:
         """Send a request and return its JSON answer; ApiError for a problem answer."""
+        answer = self.fetch(method, path, **options)
+        if not answer.content:
+            return None
         try:
-            answer = self.session.request(method, self.base_url + path, timeout=TIMEOUT, **options)
-        except requests.RequestException as error:
-            raise CliError(f"Could not reach {self.base_url}: {error}") from None
-        if answer.status_code >= 400:
+            return answer.json()
+        except ValueError:
+            kind = answer.headers.get("Content-Type") or "no content type"
+            raise CliError(
+                f"{answer.url} answered {answer.status_code} with {kind}, not JSON: is --api right?"
+            ) from None
+
+    def fetch(self, method: str, path: str, **options: Any) -> requests.Response:
+        """Send a request and return its successful answer. A 429 is waited out (the API counts requests
+        per user and says when to come back: nothing was done); any other problem is an ApiError."""
+        for _ in range(RATE_LIMITED_TRIES):
             try:
-                problem = answer.json()
-            except ValueError:
-                problem = {"title": answer.reason, "detail": answer.text[:500]}
-            raise ApiError(answer.status_code, problem if isinstance(problem, Mapping) else {})
-        return answer.json() if answer.content else None
+                answer = self.session.request(method, self.base_url + path, timeout=TIMEOUT, **options)
+            except requests.RequestException as error:
+                raise CliError(f"Could not reach {self.base_url}: {type(error).__name__}") from None
+            if answer.status_code != 429:
+                break
+            time.sleep(min(float(answer.headers.get("Retry-After") or 1), MAX_POLL_SECONDS))
+        if answer.status_code >= 400:
+            raise ApiError(answer.status_code, _problem(answer))
+        return answer
 
     def pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Yield the items of a paged list, following its `next` cursors."""
@@ -122,65 +144,89 @@ class Client:
                 return
 
     def wait(self, path: str, statuses: Collection[str], *, timeout: float) -> dict[str, Any]:
-        """Poll `path` until its status is one of `statuses` (or has ended); CliError after `timeout` s."""
+        """Poll `path`, backing off, until its status is one of `statuses` or has ended.
+
+        CliError after `timeout` seconds; the work itself goes on.
+        """
         deadline = time.monotonic() + timeout
+        pause = self.poll_seconds
         while True:
             body: dict[str, Any] = self.call("GET", path)
             if body["status"] in statuses or body["status"] in ENDED:
                 return body
             if time.monotonic() > deadline:
-                raise CliError(f"Still {body['status']} after {timeout:g} seconds: {path}")
-            time.sleep(self.poll_seconds)
+                raise CliError(f"Still {body['status']} after {timeout:g} seconds; it goes on: GET {path}")
+            time.sleep(pause)
+            pause = min(pause * 1.5, MAX_POLL_SECONDS)
 
     def upload(self, file: Path, *, timeout: float) -> dict[str, Any]:
         """Send a file through its upload URL, commit it and wait for its profile; return the upload."""
         size = file.stat().st_size
         ticket = self.call("POST", "/uploads", json={"fileName": file.name, "size": size})
-        with file.open("rb") as data:
-            _put_blob(ticket["uploadUrl"], data, size)
+        with file.open("rb") as source:
+            put_blob(ticket["uploadUrl"], source, size)
         self.call("POST", f"/uploads/{ticket['id']}/commit")
         upload = self.wait(f"/uploads/{ticket['id']}", ("profiled", "failed"), timeout=timeout)
         if upload["status"] != "profiled":
             raise CliError(f"Profiling {file.name} failed: {upload.get('error')}")
         return upload
 
-    def download(self, url: str, target: BinaryIO) -> int:
-        """Copy a (SAS) download URL's content into `target`; return the bytes written."""
-        written = 0
-        with requests.get(url, stream=True, timeout=TIMEOUT) as answer:
-            if answer.status_code != 200:
-                raise CliError(f"Download failed: {answer.status_code} {answer.reason}")
-            for piece in answer.iter_content(1024 * 1024):
-                written += target.write(piece)
-        return written
+    def download(self, url: str, target: Path) -> int:
+        """Copy a (SAS) download URL's content to `target`, whole or not at all; return its size."""
+        partial = target.with_name(f".{target.name}.part")
+        try:
+            with requests.get(url, stream=True, timeout=TIMEOUT) as answer, partial.open("wb") as copy:
+                if answer.status_code != 200:
+                    raise CliError(f"Download failed: {answer.status_code} {answer.reason}")
+                for piece in answer.iter_content(PIECE_BYTES):
+                    copy.write(piece)
+            size = partial.stat().st_size
+            expected = answer.headers.get("Content-Length")
+            if expected is not None and int(expected) != size:
+                raise CliError(f"Download failed: {size:,} of {int(expected):,} bytes arrived")
+            partial.replace(target)
+            return size
+        except requests.RequestException as error:  # its message would show the URL's signature
+            raise CliError(f"Download failed: {type(error).__name__}") from None
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def path_part(value: str) -> str:
-    """Quote an id or key for a URL path (a key may hold "/", "?", "#" or "%")."""
-    return quote(value, safe="")
+    """Quote an id or key for a URL path: a key may hold "/", "?", "#" or "%", or be "." or ".."."""
+    return quote(value, safe="").replace(".", "%2E")  # clients drop "." and ".." path segments
 
 
-def _put_blob(upload_url: str, data: BinaryIO, size: int) -> None:
-    """Put the file at its SAS URL: one Put Blob when small, else Put Block each 8 MiB and Put Block List."""
+def put_blob(upload_url: str, source: BinaryIO, size: int) -> None:
+    """Put a file at its SAS URL: one Put Blob when small, else Put Block each 8 MiB and Put Block List."""
     if size <= BLOCK_BYTES:
-        _sent(
-            requests.put(upload_url, data=data.read(), headers={"x-ms-blob-type": "BlockBlob"}, timeout=300)
-        )
+        _put(upload_url, source.read(), {"x-ms-blob-type": "BlockBlob"})
         return
     block_ids: list[str] = []
-    while piece := data.read(BLOCK_BYTES):
+    while piece := source.read(BLOCK_BYTES):
         block_id = base64.b64encode(f"block-{len(block_ids):08d}".encode()).decode()
-        _sent(
-            requests.put(
-                f"{upload_url}&comp=block&blockid={quote(block_id, safe='')}", data=piece, timeout=300
-            )
-        )
+        _put(f"{upload_url}&comp=block&blockid={quote(block_id, safe='')}", piece)
         block_ids.append(block_id)
     latest = "".join(f"<Latest>{block_id}</Latest>" for block_id in block_ids)
-    body = f'<?xml version="1.0" encoding="utf-8"?><BlockList>{latest}</BlockList>'
-    _sent(requests.put(f"{upload_url}&comp=blocklist", data=body.encode(), timeout=300))
+    _put(
+        f"{upload_url}&comp=blocklist",
+        f'<?xml version="1.0" encoding="utf-8"?><BlockList>{latest}</BlockList>'.encode(),
+    )
 
 
-def _sent(answer: requests.Response) -> None:
+def _put(url: str, body: bytes, headers: Mapping[str, str] | None = None) -> None:
+    try:
+        answer = requests.put(url, data=body, headers=headers, timeout=BLOB_TIMEOUT)
+    except requests.RequestException as error:  # its message would show the URL's signature
+        raise CliError(f"Uploading the file failed: {type(error).__name__}") from None
     if answer.status_code >= 300:
-        raise CliError(f"Uploading the file failed: {answer.status_code} {answer.text[:300]}")
+        raise CliError(f"Uploading the file failed: {answer.status_code} {answer.reason}")
+
+
+def _problem(answer: requests.Response) -> Mapping[str, Any]:
+    """Read a problem answer; a body that is not a JSON object (a proxy's HTML page) becomes its reason."""
+    try:
+        problem = answer.json()
+    except ValueError:
+        problem = None
+    return problem if isinstance(problem, Mapping) else {"title": answer.reason}

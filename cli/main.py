@@ -1,7 +1,7 @@
 """The commands of `python -m cli`. Data goes to stdout (JSON, CSV or ids), progress and summaries to stderr.
 
 Exit status: 0 done, 1 an error (the API's problem is printed), 2 a usage error, 3 an import waits for
-its review (approve or reject it).
+its review (approve or reject it), 130 interrupted (the work goes on).
 """
 
 from __future__ import annotations
@@ -18,18 +18,30 @@ from cli.client import Client, CliError, path_part, sign_in_headers
 
 DEFAULT_API: Final = "http://127.0.0.1:7071/api"  # the devhost of `make run`
 AWAITING_REVIEW: Final = 3
+INTERRUPTED: Final = 130  # as shells report Ctrl-C
+ENDS: Final = {"approve": "completed", "reject": "rejected", "cancel": "cancelled"}
+MAX_PAGE_ROWS: Final = 1_000
 Command = Callable[[Client, argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit status."""
     parser = _parser()
     options = parser.parse_args(argv)
+    if getattr(options, "primary_key", None) and not options.infer_from:
+        parser.error("--primary-key goes with --infer-from (a schema file names its own primary key)")
     try:
         client = Client(options.api, sign_in_headers(options.user))
         return int(options.command(client, options))
-    except (CliError, OSError) as error:  # OSError: a file to read or write (its message names it)
+    except (CliError, OSError) as error:  # OSError: a local file to read or write (its message names it)
+        if isinstance(error, BrokenPipeError):  # the reader went away (| head): not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         print(f"loadbay: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("loadbay: interrupted; what was started goes on in Loadbay (see status).", file=sys.stderr)
+        return INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("dataset")
     start.add_argument("file", type=Path)
     start.add_argument("--mode", choices=("insert", "upsert", "replace"), default="insert")
-    start.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN", help="map a field")
+    start.add_argument(
+        "--map",
+        action="append",
+        type=_pair,
+        default=[],
+        metavar="FIELD=COLUMN",
+        help="map a field (FIELD= to none)",
+    )
     start.add_argument("--auto-apply", action="store_true", help="apply at once when no row is invalid")
     start.add_argument("--no-wait", action="store_true", help="print the import id and return")
     command("status", _status, "Show an import as JSON.").add_argument("import_id", metavar="import")
@@ -77,8 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     errors.add_argument("--csv", action="store_true", help="as errors.csv")
     browse = command("rows", _rows, "Print a dataset's rows as JSON lines.")
     browse.add_argument("dataset")
-    browse.add_argument("--limit", type=int, help="at most this many rows")
-    one = command("row", _row, "Print one row by its key.")
+    browse.add_argument("--limit", type=_positive, help="at most this many rows")
+    one = command("row", _row, "Print one row by its key (after --, a key may start with -).")
     one.add_argument("dataset")
     one.add_argument("key")
     export = command("export", _export, "Export a dataset to a CSV file.")
@@ -126,7 +145,10 @@ def _upload(client: Client, options: argparse.Namespace) -> int:
 
 
 def _import(client: Client, options: argparse.Namespace) -> int:
-    mapping = dict(_pair(item) for item in options.map)
+    mapping = dict(options.map)
+    dataset = client.call("GET", f"/datasets/{path_part(options.dataset)}")  # before a long upload
+    if dataset.get("activeJob"):
+        raise CliError(f"Dataset {dataset['id']} is busy with {dataset['activeJob']}; try when it ends.")
     upload = client.upload(options.file, timeout=options.timeout)
     body: dict[str, Any] = {"uploadId": upload["id"], "mode": options.mode, "autoApply": options.auto_apply}
     if mapping:
@@ -149,7 +171,7 @@ def _decision(action: str) -> Command:
         client.call("POST", f"{path}/{action}")
         if options.no_wait:
             return 0
-        return _report(client.wait(path, (), timeout=options.timeout))
+        return _report(client.wait(path, (), timeout=options.timeout), ends=ENDS[action])
 
     return decide
 
@@ -157,10 +179,8 @@ def _decision(action: str) -> Command:
 def _errors(client: Client, options: argparse.Namespace) -> int:
     path = f"/imports/{path_part(options.import_id)}/errors"
     if options.csv:
-        answer = client.session.get(f"{client.base_url}{path}.csv", timeout=60)
-        if answer.status_code != 200:
-            client.call("GET", f"{path}.csv")  # raises with the API's problem
-        sys.stdout.write(answer.text)
+        sys.stdout.flush()
+        sys.stdout.buffer.write(client.fetch("GET", f"{path}.csv").content)
         return 0
     for error in client.pages(path):
         print(json.dumps(error, ensure_ascii=False))
@@ -169,7 +189,10 @@ def _errors(client: Client, options: argparse.Namespace) -> int:
 
 def _rows(client: Client, options: argparse.Namespace) -> int:
     limit = options.limit
-    for count, row in enumerate(client.pages(f"/datasets/{path_part(options.dataset)}/rows"), start=1):
+    page = {"limit": min(limit, MAX_PAGE_ROWS)} if limit else {}
+    for count, row in enumerate(
+        client.pages(f"/datasets/{path_part(options.dataset)}/rows", **page), start=1
+    ):
         print(json.dumps(row, ensure_ascii=False))
         if limit is not None and count >= limit:
             break
@@ -183,20 +206,21 @@ def _row(client: Client, options: argparse.Namespace) -> int:
 
 def _export(client: Client, options: argparse.Namespace) -> int:
     dataset = client.call("GET", f"/datasets/{path_part(options.dataset)}")
+    target = options.output or Path(f"{_file_name(dataset['name'])}.csv")
+    if not target.parent.is_dir():  # before the export runs
+        raise CliError(f"There is no directory {target.parent} to write {target.name} in.")
     body = {"safeCells": not options.unsafe_cells}
     job = client.call("POST", f"/datasets/{path_part(options.dataset)}/exports", json=body)
     export = client.wait(f"/exports/{job['id']}", ("completed",), timeout=options.timeout)
     if export["status"] != "completed":
         raise CliError(f"The export {export['status']}: {export.get('error')}")
-    target = options.output or Path(f"{_file_name(dataset['name'])}.csv")
-    with target.open("wb") as file:
-        size = client.download(export["downloadUrl"], file)
+    size = client.download(export["downloadUrl"], target)
     print(f"{export['rows']:,} rows, {size:,} bytes: {target}", file=sys.stderr)
     return 0
 
 
-def _report(job: dict[str, Any]) -> int:
-    """Summarise an import on stderr; return the exit status its state calls for."""
+def _report(job: dict[str, Any], *, ends: str = "completed") -> int:
+    """Summarise an import on stderr; return the exit status its state calls for (0: it `ends` so)."""
     counts = job.get("counts") or {}
     print(
         f"Import {job['id']}: {job['status']}. "
@@ -214,14 +238,20 @@ def _report(job: dict[str, Any]) -> int:
     if job["status"] == "awaiting_review":
         print(f"Review it: python -m cli errors {job['id']}, then approve or reject.", file=sys.stderr)
         return AWAITING_REVIEW
-    return 0 if job["status"] == "completed" else 1
+    return 0 if job["status"] == ends else 1
 
 
-def _pair(text: str) -> tuple[str, str]:
+def _pair(text: str) -> tuple[str, str | None]:
     field, sep, column = text.partition("=")
     if not sep or not field:
-        raise CliError(f"--map takes FIELD=COLUMN, not {text!r}.")
-    return field, column
+        raise argparse.ArgumentTypeError(f"FIELD=COLUMN (or FIELD= for no column), not {text!r}")
+    return field, column or None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {text!r}")
+    return int(text)
 
 
 def _json_file(path: Path) -> Any:

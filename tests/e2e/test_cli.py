@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cli.main import AWAITING_REVIEW, main
+from cli import client
+from cli.main import AWAITING_REVIEW, INTERRUPTED, main
 from tests.e2e.conftest import Devhost
 
 SCHEMA = {
@@ -32,7 +33,10 @@ class Cli:
 
     def __call__(self, *argv: str) -> tuple[int, str, str]:
         self.capsys.readouterr()
-        status = main([*self.options, *argv])
+        try:
+            status = main([*self.options, *argv])
+        except SystemExit as usage:  # argparse
+            status = int(usage.code or 0)
         out, err = self.capsys.readouterr()
         return status, out, err
 
@@ -106,9 +110,13 @@ def test_problems_are_printed_with_status_1(cli: Cli, tmp_path: Path) -> None:
     status, _, err = cli("create-dataset", "bad", "--schema", str(bad))
     assert status == 1 and "422" in err and "a: " in err and "money" in err
     status, _, err = cli("import", "01aaaaaaaaaaaaaaaaaaaaaaaa", str(tmp_path / "missing.csv"))
-    assert status == 1 and "missing.csv" in err
+    assert status == 1 and "404" in err  # found out before any upload
     status, _, err = cli("import", "x", str(bad), "--map", "nocolumn")
-    assert status == 1 and "--map takes FIELD=COLUMN" in err
+    assert status == 2 and "FIELD=COLUMN" in err  # a usage error
+    status, _, err = cli("create-dataset", "x", "--schema", str(bad), "--primary-key", "a")
+    assert status == 2 and "--primary-key goes with --infer-from" in err
+    status, _, err = cli("rows", "x", "--limit", "0")
+    assert status == 2
 
 
 def test_python_dash_m_cli_runs_and_needs_a_sign_in(devhost: Devhost) -> None:
@@ -132,3 +140,54 @@ def test_python_dash_m_cli_runs_and_needs_a_sign_in(devhost: Devhost) -> None:
         timeout=60,
     )
     assert ran.returncode == 0 and ran.stdout == ""
+
+
+def test_big_files_go_up_in_blocks_and_decisions_exit_0_when_they_end_as_asked(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(SCHEMA))
+    dataset = cli("create-dataset", "blocks", "--schema", str(schema))[1].strip()
+    data = tmp_path / "big.csv"
+    data.write_text(
+        "id,name,score\n" + "".join(f"{n},Name {n},{n % 7}\n" for n in range(1, 3001)) + "3001,,1\n"
+    )
+    monkeypatch.setattr(client, "BLOCK_BYTES", 4096)  # about 12 blocks
+    status, out, err = cli("import", dataset, str(data))
+    assert status == AWAITING_REVIEW and "rows 3,001, valid 3,000, invalid 1" in err
+    status, _, err = cli("reject", out.strip())
+    assert status == 0 and "rejected" in err
+    status, out, _ = cli("import", dataset, str(data), "--no-wait")
+    assert status == 0
+    cli("status", out.strip())
+    status, _, err = cli("cancel", out.strip())
+    assert status == 0 and "cancelled" in err
+
+
+def test_keys_of_dots_a_missing_directory_and_an_interrupted_wait(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = tmp_path / "schema.json"
+    schema.write_text(
+        json.dumps({"fields": [{"name": "code", "type": "string"}, {"name": "n"}], "primaryKey": "code"})
+    )
+    dataset = cli("create-dataset", "dots", "--schema", str(schema))[1].strip()
+    data = tmp_path / "dots.csv"
+    data.write_text("code,n\n..,1\n.,2\n-x,3\n")
+    status, _, err = cli("import", dataset, str(data), "--auto-apply", "--map", "n=")  # n stays empty
+    assert status == 0 and "inserted 3" in err
+    assert json.loads(cli("row", dataset, "..")[1]) == {"key": "..", "values": {"code": "..", "n": None}}
+    assert json.loads(cli("row", dataset, ".")[1])["key"] == "."
+    assert json.loads(cli("row", dataset, "--", "-x")[1])["key"] == "-x"
+
+    status, _, err = cli("import", dataset, str(tmp_path / "missing.csv"))
+    assert status == 1 and "missing.csv" in err
+    status, _, err = cli("export", dataset, "-o", str(tmp_path / "nowhere" / "out.csv"))
+    assert status == 1 and "There is no directory" in err
+
+    def interrupted(*_args: object, **_options: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(client.Client, "wait", interrupted)
+    status, _, err = cli("export", dataset, "-o", str(tmp_path / "out.csv"))
+    assert status == INTERRUPTED and "interrupted" in err and not (tmp_path / "out.csv").exists()

@@ -1,4 +1,4 @@
-"""The CLI's sign-in: client credentials through msal against a local HTTPS authority, and the devhost header.
+"""The CLI's sign-in and HTTP handling: msal against a local HTTPS authority, the devhost header, answers.
 
 The authority is a real TLS server on 127.0.0.1 with its own CA (msal refuses http:// authorities),
 serving OpenID discovery and a token endpoint for the client-credentials grant.
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from cli.client import CliError, sign_in_headers
+from cli.client import ApiError, Client, CliError, path_part, sign_in_headers
 
 CLIENT_ID, SECRET, SCOPE = "cli-app", "s3cret", "api://loadbay/.default"
 
@@ -100,7 +100,11 @@ class _Authority(BaseHTTPRequestHandler):
                 self.rfile.read(int(self.headers["Content-Length"])).decode()
             ).items()
         }
-        if (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, SECRET):
+        if form.get("client_secret") == "make-it-fail":  # the authority itself is in trouble
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif (form.get("client_id"), form.get("client_secret")) != (CLIENT_ID, SECRET):
             self._json(401, {"error": "invalid_client", "error_description": "Wrong client secret."})
         elif form.get("grant_type") != "client_credentials" or form.get("scope") != SCOPE:
             self._json(400, {"error": "invalid_request", "error_description": f"Unexpected form {form}."})
@@ -159,6 +163,15 @@ def test_a_refused_secret_says_why(authority: tuple[str, Path], monkeypatch: pyt
         sign_in_headers(None, environment(url, LOADBAY_CLIENT_SECRET="wrong"))
 
 
+def test_an_authority_in_trouble_is_a_sign_in_failure(
+    authority: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, ca = authority
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))
+    with pytest.raises(CliError, match="Sign-in failed"):
+        sign_in_headers(None, environment(url, LOADBAY_CLIENT_SECRET="make-it-fail"))
+
+
 def test_an_authority_it_cannot_trust_is_a_sign_in_failure(authority: tuple[str, Path]) -> None:
     with pytest.raises(CliError, match="Sign-in failed"):  # no REQUESTS_CA_BUNDLE: the CA is unknown
         sign_in_headers(None, environment(authority[0]))
@@ -175,3 +188,57 @@ def test_a_devhost_user_is_sent_as_a_client_principal() -> None:
     assert principal["userId"] == "ann" and "authenticated" in principal["userRoles"]
     with pytest.raises(CliError, match="Sign in: set LOADBAY_CLIENT_ID"):
         sign_in_headers(None, {})
+
+
+class _Api(BaseHTTPRequestHandler):
+    """Answers GET /api/<case> the way an API, a proxy or a wrong URL might."""
+
+    calls: dict[str, int] = {}
+
+    def do_GET(self) -> None:
+        case = self.path.rsplit("/", 1)[1]
+        _Api.calls[case] = _Api.calls.get(case, 0) + 1
+        if case == "busy" and _Api.calls[case] == 1:
+            self._answer(429, b'{"title": "Too many requests"}', {"Retry-After": "0"})
+        elif case == "busy":
+            self._answer(200, b'{"status": "ok"}')
+        elif case == "html":
+            self._answer(200, b"<html><body>Sign in</body></html>", {"Content-Type": "text/html"})
+        else:
+            self._answer(502, b"<html>\n<h1>Bad Gateway</h1>\n</html>", {"Content-Type": "text/html"})
+
+    def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+def test_rate_limits_are_waited_out_and_answers_that_are_not_json_are_named() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Api)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        api = Client(f"http://127.0.0.1:{server.server_address[1]}/api", {})
+        assert api.call("GET", "/busy") == {"status": "ok"} and _Api.calls["busy"] == 2
+        with pytest.raises(CliError, match=r"answered 200 with text/html, not JSON: is --api right\?"):
+            api.call("GET", "/html")
+        with pytest.raises(ApiError, match=r"^502 Bad Gateway$"):  # one line, not the proxy's page
+            api.call("GET", "/proxy")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_path_parts_keep_every_key_in_one_segment() -> None:
+    assert [path_part(key) for key in ("..", ".", "a/b?c#d%e", "-x")] == [
+        "%2E%2E",
+        "%2E",
+        "a%2Fb%3Fc%23d%25e",
+        "-x",
+    ]
