@@ -12,6 +12,7 @@ and an export whose dataset is deleted under it fails rather than completing wit
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -126,7 +127,11 @@ def run_export(*, storage: Storage, job_id: str) -> str:
             else {"status": jobs.COMPLETED, "rows": written, "size": size}
         ),
     )
-    return finished.status if finished else "missing"
+    if finished is None:  # its dataset was deleted once the rows were read: nothing of it outlives it
+        with contextlib.suppress(ResourceNotFoundError):
+            blob.delete_blob()
+        return "missing"
+    return finished.status
 
 
 def fail_export(*, storage: Storage, job_id: str, error: str) -> str:

@@ -126,6 +126,21 @@ def test_a_delete_before_the_first_page_leaves_no_export(
     assert not export_blob_exists(storage, export.id)  # nothing of the deleted dataset outlives it
 
 
+def test_a_delete_after_the_rows_were_read_leaves_no_file(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = dataset_with_rows(storage, 50)
+    export = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
+
+    def delete() -> None:
+        delete_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
+        assert datasets.delete_dataset(storage=storage, job_id=delete_id) == jobs.COMPLETED
+
+    run_once_while_exporting(monkeypatch, delete, after=1)  # the rows' piece: every row was read
+    assert exports.run_export(storage=storage, job_id=export.id) == "missing"
+    assert not export_blob_exists(storage, export.id)
+
+
 def test_a_delete_under_way_before_the_first_page_fails_the_export_instead_of_completing_it_empty(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
