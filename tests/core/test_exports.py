@@ -56,6 +56,12 @@ def run_once_while_exporting(
     monkeypatch.setattr(exports, "_csv_pieces", pieces)
 
 
+def delete_whole(storage: Storage, dataset: datasets.Dataset) -> None:
+    """Delete a dataset from start to end, as the delete worker does."""
+    delete_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
+    assert datasets.delete_dataset(storage=storage, job_id=delete_id) == jobs.COMPLETED
+
+
 def exported_ids(storage: Storage, job_id: str) -> list[int]:
     content = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv").download_blob().readall()
     records = list(csv.reader(io.StringIO(content.decode("utf-8-sig"))))
@@ -115,12 +121,7 @@ def test_a_delete_before_the_first_page_leaves_no_export(
 ) -> None:
     dataset = dataset_with_rows(storage, 50)
     export = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
-
-    def delete() -> None:
-        delete_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
-        assert datasets.delete_dataset(storage=storage, job_id=delete_id) == jobs.COMPLETED
-
-    run_once_while_exporting(monkeypatch, delete, after=0)
+    run_once_while_exporting(monkeypatch, lambda: delete_whole(storage, dataset), after=0)
     assert exports.run_export(storage=storage, job_id=export.id) == "missing"
     assert jobs.load_job(storage, export.id) is None
     assert not export_blob_exists(storage, export.id)  # nothing of the deleted dataset outlives it
@@ -131,12 +132,7 @@ def test_a_delete_after_the_rows_were_read_leaves_no_file(
 ) -> None:
     dataset = dataset_with_rows(storage, 50)
     export = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
-
-    def delete() -> None:
-        delete_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
-        assert datasets.delete_dataset(storage=storage, job_id=delete_id) == jobs.COMPLETED
-
-    run_once_while_exporting(monkeypatch, delete, after=1)  # the rows' piece: every row was read
+    run_once_while_exporting(monkeypatch, lambda: delete_whole(storage, dataset), after=1)  # rows read
     assert exports.run_export(storage=storage, job_id=export.id) == "missing"
     assert not export_blob_exists(storage, export.id)
 
