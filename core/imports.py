@@ -607,7 +607,7 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
         if not offsets:
             continue
         start, end = offsets[bucket]
-        index = int(entity["RowKey"].rsplit("-", 1)[1])
+        index = jobs.chunk_index(entity["RowKey"])
         data = _work_blob(storage, job_id, _key_runs_name(index)).download_blob(
             offset=start, length=end - start
         )
@@ -659,7 +659,7 @@ def _summed(storage: Storage, job: Job) -> dict[str, Any]:
             ):
                 totals[key] += int(entity.get(key) or 0)
             if entity.get("applyStarted") and entity.get("inserted") is None:
-                unsettled.append(int(entity["RowKey"].rsplit("-", 1)[1]))
+                unsettled.append(jobs.chunk_index(entity["RowKey"]))
             for code, column, count in json.loads(entity.get("errorCounts") or "[]"):
                 errors[(code, column)] += count
             for code, column, count in json.loads(entity.get("applyErrorCounts") or "[]"):
@@ -877,7 +877,8 @@ def stop_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
 
 
 def _cannot_go_on(storage: Storage, job_id: str, reason: str) -> dict[str, Any]:
-    """Record why a chunk cannot be validated or applied (a changed file, a slow pattern).
+    """Record why a chunk cannot be validated or applied (a changed file, a slow pattern, an error on
+    every retry: see stop_import).
 
     The other chunks stop as on a cancel, and once all have ended the next step (review_import or
     finalize_import) fails the import: failing it now would miss the rows and errors they still store.

@@ -65,6 +65,11 @@ def chunk_row(job_id: str, index: int) -> str:
     return f"chunk-{job_id}-{index:05d}"
 
 
+def chunk_index(row_key: str) -> int:
+    """Return the chunk number of a chunk record's RowKey (see chunk_row)."""
+    return int(row_key.rsplit("-", 1)[1])
+
+
 def outbox_row(job_id: str) -> str:
     """Return the RowKey of a job's unsent command."""
     return f"outbox-{job_id}"

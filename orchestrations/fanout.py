@@ -13,7 +13,7 @@ def all_settled(
     context: df.DurableOrchestrationContext,
     tasks: Sequence[Any],
     *,
-    stop: Callable[[], Any] | None = None,
+    stop: Callable[[], Any],
 ) -> Generator[Any, Any, list[Any]]:
     """Like `context.task_all(tasks)`, but when a task fails, raise its error only once all have ended.
 
@@ -26,9 +26,8 @@ def all_settled(
     try:
         results: list[Any] = yield context.task_all(tasks)
     except Exception:
-        if stop is not None:
-            with contextlib.suppress(Exception):
-                yield stop()
+        with contextlib.suppress(Exception):
+            yield stop()
         for task in tasks:
             with contextlib.suppress(Exception):
                 yield task
