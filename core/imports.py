@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import functools
 import io
 import itertools
 import json
@@ -31,7 +30,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
 
@@ -59,7 +58,7 @@ from core.settings import Settings
 from core.storage import IMPORT_QUEUE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage, retrying
 from core.tablebatch import BatchRejected, BatchTooLarge, submit_batch
 from core.tableschema import TableSchema
-from core.validation import ChunkResult, KeyDigests, KeyRun, RowError, Validator, merge_keys
+from core.validation import KeyDigests, KeyRun, RowError, Validator, merge_keys
 
 log = logging.getLogger(__name__)
 
@@ -434,39 +433,22 @@ def plan_import(*, storage: Storage, settings: Settings, job_id: str) -> dict[st
         )
     total = sum(chunk.rows for chunk in chunks)
     buckets = max(1, -(-total // KEYS_PER_BUCKET)) if _key_constraints(ctx.schema) else 0
-    fields: dict[str, Any] = {
-        "status": jobs.VALIDATING,
-        "phase": "validating",
-        "rowsTotal": total,
-        "chunks": len(chunks),
-        "buckets": buckets,
-    }
-    if job.status == jobs.QUEUED and (job.get("mode") == "replace" or not _holds_rows(storage, ctx.dataset)):
-        fields.update(staged=True, rowsTable=rows.rows_table_name(job.dataset_id, job_id))
-        storage.tables.create_table_if_not_exists(fields["rowsTable"])
-    planned = jobs.change_job(
-        storage, job_id, lambda current: fields if current.status == jobs.QUEUED else None
+    jobs.change_job(
+        storage,
+        job_id,
+        lambda current: (
+            {
+                "status": jobs.VALIDATING,
+                "phase": "validating",
+                "rowsTotal": total,
+                "chunks": len(chunks),
+                "buckets": buckets,
+            }
+            if current.status == jobs.QUEUED
+            else None
+        ),
     )
-    assert planned is not None
-    return {"chunks": len(chunks), "buckets": buckets, "rows": total, "staged": _staged(planned)}
-
-
-def _holds_rows(storage: Storage, dataset: Dataset) -> bool:
-    """Say whether the dataset's table holds a row (while the import holds the dataset, none are added)."""
-    table = storage.tables.get_table_client(dataset.rows_table)
-    try:
-        return next(iter(table.list_entities(results_per_page=1, select=["RowKey"])), None) is not None
-    except ResourceNotFoundError:
-        return False
-
-
-def _staged(job: Job) -> bool:
-    """Say whether the import loads its rows into a table of its own while validating (see stage_rows).
-
-    A `replace` always does; `insert` and `upsert` do when the dataset has no rows yet, where they mean
-    the same as a replace. The dataset switches to that table when the import completes.
-    """
-    return bool(job.get("staged"))
+    return {"chunks": len(chunks), "buckets": buckets, "rows": total}
 
 
 def _key_constraints(schema: TableSchema) -> bool:
@@ -518,10 +500,9 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
         _drop_if_ended(storage, job_id, _key_runs_name(index), ctx.job)  # an earlier attempt's, too late
         return {"cancelled": True}
     chunk, _ = _chunk(storage, ctx.job, index)
-    staged = _staged(ctx.job)
     try:
         result = Validator(ctx.schema, ctx.mapping).validate_chunk(
-            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=staged
+            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=False
         )
     except ResourceModifiedError:
         return _cannot_go_on(storage, job_id, FILE_CHANGED)
@@ -531,114 +512,24 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
         raise RuntimeError(
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
         )
-    errors, invalid, keys = result.errors, result.invalid_count, result.keys
-    record: dict[str, Any] = {}
-    if staged:
-        batch = _stage_batch(ctx, result)
-        errors = sorted(errors + batch.errors, key=lambda error: error.row)
-        invalid += len(batch.errors)
-        keys = _marked_invalid(keys, {error.row for error in batch.errors})
-    stored = errors[:STORED_ERRORS_PER_CHUNK]
+    stored = result.errors[:STORED_ERRORS_PER_CHUNK]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
-    offsets = _store_key_buckets(storage, ctx.job, index, keys)
-    if staged:
-        written = _stage_rows(storage, ctx, chunk, batch)
-        if written is None:  # the import ended meanwhile
-            for name in (_key_runs_name(index), _writes_name(index)):
-                _drop_if_ended(storage, job_id, name, jobs.load_job(storage, job_id))
-            return {"cancelled": True}
-        # Without key constraints no row can repeat a key, and the rows staged are the rows inserted
-        # when the import completes; otherwise settle_import counts them once the duplicates are known.
-        record = {"staged": written}
-        if not int(ctx.job.get("buckets") or 0):
-            record["inserted"] = written
+    offsets = _store_key_buckets(storage, ctx.job, index, result.keys)
     jobs.datasets_table(storage).upsert_entity(
         {
             "PartitionKey": ctx.job.dataset_id,
             "RowKey": jobs.chunk_row(job_id, index),
             "validatedRows": result.row_count,
-            "invalid": invalid,
-            "errorCounts": _counts_json(errors),
+            "invalid": result.invalid_count,
+            "errorCounts": _counts_json(result.errors),
             "errorsStored": len(stored),
-            "errorsFound": len(errors),
+            "errorsFound": len(result.errors),
             "keyOffsets": json.dumps(offsets),
-            **record,
         },
         mode=UpdateMode.MERGE,
     )
     _drop_if_ended(storage, job_id, _key_runs_name(index), jobs.load_job(storage, job_id))
-    return {"rows": result.row_count, "invalid": invalid}
-
-
-@dataclass
-class _Staged:
-    """The rows a chunk loads while it is validated, and the rows too large to store."""
-
-    entities: list[dict[str, Any]]
-    numbers: list[int]
-    errors: list[RowError]
-
-
-def _stage_batch(ctx: _Context, result: ChunkResult) -> _Staged:
-    """Build the entities of a chunk's valid rows: the first row of each key in the chunk (a later one
-    repeats it and is invalid, see merge_keys); a row too large to store is an error instead."""
-    staged = _Staged([], [], [])
-    seen: set[tuple[str, str]] = set()
-    for number, values in zip(result.valid_row_numbers, result.valid_rows, strict=True):
-        entity = _entity(ctx, values, number)
-        if rows.too_large(entity):
-            staged.errors.append(_too_large(entity, number))
-            continue
-        key = (entity["PartitionKey"], entity["RowKey"])
-        if key in seen:
-            continue
-        seen.add(key)
-        staged.entities.append(entity)
-        staged.numbers.append(number)
-    return staged
-
-
-def _entity(ctx: _Context, values: dict[str, Any], number: int) -> dict[str, Any]:
-    job_id = ctx.job.id
-    key = rows.api_key(ctx.schema, values) if ctx.schema.primary_key else f"{job_id}-{number:010d}"
-    return rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i")
-
-
-def _marked_invalid(digests: KeyDigests, invalid: set[int]) -> KeyDigests:
-    """Return the key runs with `invalid` rows marked as having another error (so no merge counts them)."""
-    if not invalid:
-        return digests
-
-    def marked(run: KeyRun) -> KeyRun:
-        flags = bytes(0 if row in invalid else ok for row, ok in zip(run.rows, run.valid, strict=True))
-        return replace(run, valid=flags)
-
-    return KeyDigests(tuple(marked(run) for run in digests.runs))
-
-
-def _stage_rows(storage: Storage, ctx: _Context, chunk: ChunkPlan, staged: _Staged) -> int | None:
-    """Write a chunk's rows into the import's own table; return how many, or None if it stopped meanwhile.
-
-    The keys go first to a work blob with their row numbers, for settle_import. Rows are written with
-    insert-or-replace: another chunk may hold a row with the same key, and settle_import puts the first
-    one back once the duplicates are known.
-    """
-    keys = [
-        [entity["PartitionKey"], entity["RowKey"], number]
-        for entity, number in zip(staged.entities, staged.numbers, strict=True)
-    ]
-    job = ctx.job
-    _work_blob(storage, job.id, _writes_name(chunk.index)).upload_blob(
-        json.dumps(keys, ensure_ascii=False).encode(), overwrite=True
-    )
-    writer = _RowWriter(storage, job, ctx.schema, job.get("mode"), job.get("rowsTable"), staging=True)
-    try:
-        applied = writer.write(staged.entities, staged.numbers, chunk)
-    except BatchRejected as refused:
-        if refused.code == "TableNotFound":  # the import ended, and its table went with it
-            return None
-        raise
-    return None if applied.stopped else applied.rows
+    return {"rows": result.row_count, "invalid": result.invalid_count}
 
 
 def _drop_if_ended(storage: Storage, job_id: str, name: str, job: Job | None) -> None:
@@ -724,8 +615,9 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
     merged = merge_keys(digests)
     stored = merged.errors[:STORED_ERRORS_PER_CHUNK]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
-    found = {"rows": merged.newly_invalid_rows, "firstRows": merged.first_rows}
-    _work_blob(storage, job_id, _dups_name(bucket)).upload_blob(json.dumps(found).encode(), overwrite=True)
+    _work_blob(storage, job_id, _dups_name(bucket)).upload_blob(
+        json.dumps(merged.newly_invalid_rows).encode(), overwrite=True
+    )
     jobs.datasets_table(storage).upsert_entity(
         {
             "PartitionKey": ctx.job.dataset_id,
@@ -776,77 +668,6 @@ def _summed(storage: Storage, job: Job) -> dict[str, Any]:
         {"code": code, "column": column, "count": count} for (code, column), count in errors.most_common()
     ]
     return {"totals": totals, "summary": summary, "unsettled": unsettled}
-
-
-def settle_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
-    """Make a staged import's table hold exactly the rows it inserts, now that the duplicates are known.
-
-    Chunks loaded their rows while they were validated (_stage_rows), before anyone knew which rows
-    repeat a key used in another chunk. Every staged row that repeats a key is removed, then the first
-    row of each primary key used more than once is written again (a later row with its key may have
-    replaced it), and each chunk records what it inserts. One step, removals before restores, so the two
-    never race; safe to run twice.
-    """
-    ctx = _context(storage, job_id)
-    job = ctx.job
-    if not _staged(job) or job.status != jobs.VALIDATING or _stopping(job):
-        return {"cancelled": True}
-    repeating = set(_bucket_rows(storage, job, "rows"))
-    first_rows = set(_bucket_rows(storage, job, "firstRows"))
-    removals: dict[tuple[str, str], None] = {}
-    restores: dict[int, set[int]] = {}  # chunk index -> its rows to write again
-    inserted: dict[int, int] = {}
-    for record in jobs.partition_rows(storage, job.dataset_id, f"chunk-{job_id}-"):
-        index = jobs.chunk_index(record["RowKey"])
-        staged = json.loads(_work_blob(storage, job_id, _writes_name(index)).download_blob().readall())
-        inserted[index] = len(staged)
-        for partition, row_key, number in staged:
-            if number in repeating:
-                removals[(partition, row_key)] = None
-                inserted[index] -= 1
-            elif number in first_rows:
-                restores.setdefault(index, set()).add(number)
-    table = storage.tables.get_table_client(job.get("rowsTable"))
-    _write_grouped(table, "delete", [{"PartitionKey": pk, "RowKey": rk} for pk, rk in removals])
-    for index, numbers in sorted(restores.items()):
-        chunk, _ = _chunk(storage, job, index)
-        try:
-            result = _validated_again(storage, ctx, chunk)
-        except ResourceModifiedError:
-            return _cannot_go_on(storage, job_id, FILE_CHANGED)
-        except PatternTooSlow as error:
-            return _cannot_go_on(storage, job_id, str(error))
-        entities = [
-            _entity(ctx, values, number)
-            for number, values in zip(result.valid_row_numbers, result.valid_rows, strict=True)
-            if number in numbers
-        ]
-        _write_grouped(table, "upsert", entities)
-    for index, count in inserted.items():
-        jobs.datasets_table(storage).upsert_entity(
-            {"PartitionKey": job.dataset_id, "RowKey": jobs.chunk_row(job_id, index), "inserted": count},
-            mode=UpdateMode.MERGE,
-        )
-    return {"removed": len(removals), "restored": sum(len(numbers) for numbers in restores.values())}
-
-
-def _write_grouped(table: Any, operation: str, entities: list[dict[str, Any]]) -> None:
-    """Apply one operation to entities of any partitions, in transactions of one partition each.
-
-    A delete of a row already gone (a re-run) refuses its transaction: that one is done row by row.
-    """
-    for group in rows.group_by_partition(entities).values():
-        for start in range(0, len(group), BATCH_ENTITIES):
-            operations = [(operation, entity) for entity in group[start : start + BATCH_ENTITIES]]
-            try:
-                retrying(functools.partial(submit_batch, table, operations))
-            except BatchRejected:
-                if operation != "delete":
-                    raise
-                for _, entity in operations:
-                    delete = functools.partial(table.delete_entity, entity["PartitionKey"], entity["RowKey"])
-                    with contextlib.suppress(ResourceNotFoundError):
-                        retrying(delete)
 
 
 def review_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
@@ -963,21 +784,13 @@ def _bucket_dup_rows(storage: Storage, job: Job) -> list[int]:
     A row can repeat its primary key and a unique value, whose keys fall into different buckets: the
     union, not the sum, of the buckets' rows is what counts.
     """
-    return _bucket_rows(storage, job, "rows")
-
-
-def _bucket_rows(storage: Storage, job: Job, kind: str) -> list[int]:
-    """Add up one kind of row the key buckets found ("rows": repeating a key, "firstRows": the first row
-    of a primary key used twice), ascending."""
     found: set[int] = set()
     for bucket in range(int(job.get("buckets") or 0)):
         try:
-            data = json.loads(_work_blob(storage, job.id, _dups_name(bucket)).download_blob().readall())
+            data = _work_blob(storage, job.id, _dups_name(bucket)).download_blob().readall()
         except ResourceNotFoundError:
             continue
-        if isinstance(data, list):  # stored by a version that kept only the repeating rows
-            data = {"rows": data}
-        found.update(data.get(kind, []))
+        found.update(json.loads(data))
     return sorted(found)
 
 
@@ -1008,8 +821,12 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     chunk, entity = _chunk(storage, job, index)
     if entity.get("applied"):
         return {"rows": int(entity.get("appliedRows") or 0)}
+    # The same checks as validating, with more time for patterns matched in a child process: this chunk
+    # passed them in time once.
     try:
-        result = _validated_again(storage, ctx, chunk)
+        result = Validator(ctx.schema, ctx.mapping, pattern_patience=APPLY_PATTERN_PATIENCE).validate_chunk(
+            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
+        )
     except ResourceModifiedError:
         return _cannot_go_on(storage, job_id, FILE_CHANGED)
     except PatternTooSlow as error:
@@ -1021,7 +838,8 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     for number, values in zip(result.valid_row_numbers, result.valid_rows, strict=True):
         if number in skip:
             continue
-        entities.append(_entity(ctx, values, number))
+        key = rows.api_key(ctx.schema, values) if ctx.schema.primary_key else f"{job_id}-{number:010d}"
+        entities.append(rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i"))
         numbers.append(number)
     writer = _RowWriter(storage, job, ctx.schema, mode, job.get("rowsTable"))
     # If this run dies after writing and no later run finishes the chunk (a cancel or failure came first),
@@ -1053,13 +871,6 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     return {"rows": applied.rows, "inserted": applied.inserted, "cancelled": applied.stopped}
 
 
-def _validated_again(storage: Storage, ctx: _Context, chunk: ChunkPlan) -> ChunkResult:
-    """Validate a chunk again, keeping its rows: the same checks, with more time for patterns matched in a
-    child process (this chunk passed them in time once)."""
-    validator = Validator(ctx.schema, ctx.mapping, pattern_patience=APPLY_PATTERN_PATIENCE)
-    return validator.validate_chunk(_records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True)
-
-
 def stop_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
     """A step failed on every retry: make the other chunks stand down before the import fails."""
     return _cannot_go_on(storage, job_id, INTERNAL_FAILURE)
@@ -1085,22 +896,10 @@ def _cannot_go_on(storage: Storage, job_id: str, reason: str) -> dict[str, Any]:
 class _RowWriter:
     """Writes rows in ≤ 100-entity transactions per partition, several at once, counting what it did."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        job: Job,
-        schema: TableSchema,
-        mode: str,
-        table_name: str,
-        *,
-        staging: bool = False,
-    ) -> None:
-        """Write into `table_name`; `staging`: into the import's own table while validating (see _stage_rows),
-        with insert-or-replace. Otherwise rows are inserted, and existing ones settled by `mode`."""
-        self.storage, self.job, self.schema, self.mode, self.staging = storage, job, schema, mode, staging
+    def __init__(self, storage: Storage, job: Job, schema: TableSchema, mode: str, table_name: str) -> None:
+        self.storage, self.job, self.schema, self.mode = storage, job, schema, mode
         self.table = storage.tables.get_table_client(table_name)
-        if not staging:  # the plan created the import's own table
-            storage.tables.create_table_if_not_exists(table_name)
+        storage.tables.create_table_if_not_exists(table_name)
 
     def write(self, entities: list[dict[str, Any]], numbers: list[int], chunk: ChunkPlan) -> _Applied:
         """Write the rows, APPLY_THREADS transactions at a time; stop early if the job no longer wants them.
@@ -1139,8 +938,6 @@ class _RowWriter:
 
     def _still_wanted(self, chunk: ChunkPlan, applied_rows: int) -> bool:
         job = jobs.load_job(self.storage, self.job.id)
-        if self.staging:
-            return job is not None and job.status == jobs.VALIDATING and not _stopping(job)
         if job is None or not _applying(job):
             return False
         jobs.datasets_table(self.storage).upsert_entity(
@@ -1155,14 +952,13 @@ class _RowWriter:
 
     def _batch(self, batch: list[dict[str, Any]], row_of: dict[int, int]) -> _Applied:
         too_large = [entity for entity in batch if rows.too_large(entity)]
-        outcome = _Applied(errors=[_too_large(entity, row_of[id(entity)]) for entity in too_large])
+        outcome = _Applied(errors=[self._too_large(entity, row_of[id(entity)]) for entity in too_large])
         if too_large:
             batch = [entity for entity in batch if not rows.too_large(entity)]
         if not batch:
             return outcome
-        operation = "upsert" if self.staging else "create"
         try:
-            retrying(lambda: submit_batch(self.table, [(operation, entity) for entity in batch]))
+            retrying(lambda: submit_batch(self.table, [("create", entity) for entity in batch]))
             outcome.inserted += len(batch)
             return outcome
         except BatchTooLarge:  # wide rows: two halves, each in its own transaction
@@ -1171,9 +967,7 @@ class _RowWriter:
             outcome.add(self._batch(batch[half:], row_of), 0)
             return outcome
         except BatchRejected:
-            if self.staging:  # insert-or-replace is refused only for a row the service will not store
-                raise
-            # some rows exist already: settle each one on its own
+            pass  # some rows exist already: settle each one on its own
         for entity in batch:
             self._one(entity, row_of[id(entity)], outcome)
         return outcome
@@ -1212,14 +1006,13 @@ class _RowWriter:
         )
         return RowError(number, column, "keyExists", message, key[:200])
 
-
-def _too_large(entity: dict[str, Any], number: int) -> RowError:
-    size = rows.entity_bytes(entity)
-    message = (
-        f"Row {number} takes {size:,} bytes in Table Storage; a row can take at most about 1 MB, "
-        "and one text value at most 32,767 UTF-16 characters."
-    )
-    return RowError(number, "", "rowTooLarge", message, "")
+    def _too_large(self, entity: dict[str, Any], number: int) -> RowError:
+        size = rows.entity_bytes(entity)
+        message = (
+            f"Row {number} takes {size:,} bytes in Table Storage; a row can take at most about 1 MB, "
+            "and one text value at most 32,767 UTF-16 characters."
+        )
+        return RowError(number, "", "rowTooLarge", message, "")
 
 
 def finalize_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
@@ -1268,8 +1061,6 @@ def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: st
         assert dataset is not None
         counted = counted or _final_counts(storage, job)  # every chunk has ended: counts stay put
         counts, summary, stored = counted
-        if _staged(job) and status != jobs.COMPLETED:  # its rows go with its table: the dataset is as it was
-            counts = {**counts, "inserted": 0, "updated": 0, "unchanged": 0}
         operations, old_table = _finish_operations(job, dataset, status, counts)
         fields = {
             "status": status,
@@ -1360,7 +1151,7 @@ def _finish_operations(
     old_table = None
     if dataset.active_job == job.id:
         fields["activeJob"] = ""
-    if job.get("mode") == "replace" or _staged(job):  # the import's own table (a replace's, before staging)
+    if job.get("mode") == "replace":
         if status == jobs.COMPLETED:
             fields.update(rowsTable=job.get("rowsTable"), rowCount=counts["inserted"])
             old_table = dataset.rows_table

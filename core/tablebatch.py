@@ -8,8 +8,7 @@ so authentication, retries, the API version and logging are the SDK's own. Entit
 the SDK does (`entity_json`; anything unusual by the SDK's own `_add_entity_properties`, pinned in
 requirements.txt), so the stored property types are the same.
 
-Only what Loadbay batches is supported: insert (`create`), insert-or-replace (`upsert`) and `delete`
-(whatever the stored row's ETag).
+Only what Loadbay batches is supported: insert (`create`) and insert-or-replace (`upsert`).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from azure.data.tables._serialize import _add_entity_properties
 
 MAX_OPERATIONS: Final = 100  # Table Storage's limit for one transaction
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # ... and for its request body
-OPERATIONS: Final = ("create", "upsert", "delete")
+OPERATIONS: Final = ("create", "upsert")
 _STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _ERROR_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
 
@@ -129,23 +128,18 @@ def _int64(value: Any) -> str:
 
 
 def _part(changeset: str, base: str, table: str, operation: str, entity: Mapping[str, Any]) -> str:
-    keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
-    head = f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
-    accept = "Accept: application/json;odata=minimalmetadata\r\n"
-    if operation == "delete":
-        return (
-            f"{head}DELETE {base}/{table}({keys}) HTTP/1.1\r\n{accept}"
-            "If-Match: *\r\nDataServiceVersion: 3.0\r\n\r\n\r\n"
-        )
+    body = entity_json(entity)
     if operation == "create":
         line = f"POST {base}/{table} HTTP/1.1"
     elif operation == "upsert":  # insert or replace: no If-Match header
+        keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
         line = f"PUT {base}/{table}({keys}) HTTP/1.1"
     else:
         raise ValueError(f"unsupported operation {operation!r}; use one of {OPERATIONS}")
     return (
-        f"{head}{line}\r\nContent-Type: application/json\r\n{accept}"
-        f"Prefer: return-no-content\r\nDataServiceVersion: 3.0\r\n\r\n{entity_json(entity)}\r\n"
+        f"--{changeset}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        f"{line}\r\nContent-Type: application/json\r\nAccept: application/json;odata=minimalmetadata\r\n"
+        f"Prefer: return-no-content\r\nDataServiceVersion: 3.0\r\n\r\n{body}\r\n"
     )
 
 

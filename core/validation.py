@@ -207,12 +207,10 @@ class ChunkResult:
 
 @dataclass(frozen=True)
 class KeyMerge:
-    """Duplicate keys across all chunks: their errors, the rows they make invalid for the first time, and
-    the first rows of primary keys used more than once (the rows those keys stand for)."""
+    """Duplicate keys across all chunks: their errors, and the rows they make invalid for the first time."""
 
     errors: list[RowError]
     newly_invalid_rows: list[int]
-    first_rows: list[int] = field(default_factory=list)
 
 
 def _shown(value: str) -> str:
@@ -1619,16 +1617,13 @@ def merge_keys(chunk_digests: Iterable[KeyDigests]) -> KeyMerge:
             groups.setdefault((run.code, run.columns), []).append(run)
     errors: list[RowError] = []
     newly_invalid: set[int] = set()
-    first_rows: set[int] = set()
     for (code, columns), runs in groups.items():
         for row, first, run, position in _duplicates(runs):
             errors.append(_duplicate_error(code, columns, row, first, run.values[position]))
             if run.valid[position]:
                 newly_invalid.add(row)
-            if code == "primaryKey":
-                first_rows.add(first)
     errors.sort(key=lambda error: (error.row, error.column))
-    return KeyMerge(errors=errors, newly_invalid_rows=sorted(newly_invalid), first_rows=sorted(first_rows))
+    return KeyMerge(errors=errors, newly_invalid_rows=sorted(newly_invalid))
 
 
 # A later row with a key seen before: (its row, the first row with the key, its run, its offset in the run).

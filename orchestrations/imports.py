@@ -1,9 +1,5 @@
 """The import orchestration: plan → validate chunks → find duplicate keys → review → apply → finalize.
 
-A staged import (``core.imports.plan_import``) loads its rows into a table of its own while its chunks
-are validated, settles the duplicates once they are known, and has nothing left to apply after the
-review: finalizing switches the dataset to its table.
-
 The orchestrator is deterministic: it decides only from its input and activity results. Every activity
 is a thin call into ``core.imports``, which is idempotent, so the at-least-once replays of Durable
 Functions (and the retries below) never change the outcome.
@@ -30,7 +26,6 @@ ORCHESTRATOR = "import_orchestrator"
 PLAN = "import_plan"
 VALIDATE = "import_validate_chunk"
 MERGE_KEYS = "import_merge_keys"
-SETTLE = "import_settle"
 REVIEW = "import_review"
 DECIDE = "import_decide"
 APPLY = "import_apply_chunk"
@@ -83,22 +78,16 @@ def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
             ],
             stop=stop,
         )
-        if plan.get("staged"):
-            yield context.call_activity_with_retry(SETTLE, RETRY, job)
     step = yield context.call_activity_with_retry(REVIEW, RETRY, job)
     if step["next"] == "review":
         step = yield from _review(context, job, step["expiresAt"])
     if step["next"] != "apply":
         return {"status": step.get("status", "stopped")}
-    if not plan.get("staged"):
-        yield from all_settled(
-            context,
-            [
-                context.call_activity_with_retry(APPLY, RETRY, {**job, "index": i})
-                for i in range(plan["chunks"])
-            ],
-            stop=stop,
-        )
+    yield from all_settled(
+        context,
+        [context.call_activity_with_retry(APPLY, RETRY, {**job, "index": i}) for i in range(plan["chunks"])],
+        stop=stop,
+    )
     return (yield context.call_activity_with_retry(FINALIZE, RETRY, job))
 
 
@@ -137,7 +126,7 @@ def import_plan(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity=VALIDATE)
 def import_validate_chunk(payload: dict[str, Any]) -> dict[str, Any]:
-    """Validate one chunk (and load its rows, for a staged import)."""
+    """Validate one chunk."""
     return _activity(
         VALIDATE,
         payload,
@@ -156,14 +145,6 @@ def import_merge_keys(payload: dict[str, Any]) -> dict[str, Any]:
         lambda rt: imports.merge_key_bucket(
             storage=rt.storage, job_id=payload["jobId"], bucket=payload["bucket"]
         ),
-    )
-
-
-@bp.activity_trigger(input_name="payload", activity=SETTLE)
-def import_settle(payload: dict[str, Any]) -> dict[str, Any]:
-    """Settle a staged import's rows once the duplicate keys are known."""
-    return _activity(
-        SETTLE, payload, lambda rt: imports.settle_import(storage=rt.storage, job_id=payload["jobId"])
     )
 
 
@@ -189,7 +170,7 @@ def import_decide(payload: dict[str, Any]) -> dict[str, Any]:
 
 @bp.activity_trigger(input_name="payload", activity=APPLY)
 def import_apply_chunk(payload: dict[str, Any]) -> dict[str, Any]:
-    """Write one chunk's valid rows (an import that is not staged)."""
+    """Write one chunk's valid rows."""
     return _activity(
         APPLY,
         payload,

@@ -40,16 +40,5 @@ def import_to_review(
         imports.validate_chunk(storage=storage, job_id=job.id, index=index)
     for bucket in range(plan["buckets"]):
         imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
-    if plan["staged"] and plan["buckets"]:
-        imports.settle_import(storage=storage, job_id=job.id)
     assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
     return job, plan["chunks"]
-
-
-def apply_rows(storage: Storage, job_id: str, chunks: int) -> None:
-    """Run the apply step as the orchestration does: a staged import loaded its rows while validating."""
-    job = jobs.load_job(storage, job_id)
-    assert job is not None
-    if not job.get("staged"):
-        for index in range(chunks):
-            imports.apply_chunk(storage=storage, job_id=job_id, index=index)

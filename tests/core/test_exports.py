@@ -12,7 +12,7 @@ import pytest
 from core import datasets, exports, imports, jobs, rows
 from core.auth import Principal
 from core.storage import EXPORTS_CONTAINER, Storage
-from tests.core.steps import apply_rows, import_to_review
+from tests.core.steps import import_to_review
 
 OWNER = Principal(user_id="export-test", user_details="e", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}, {"name": "v", "type": "string"}], "primaryKey": "id"}
@@ -25,7 +25,8 @@ def csv_rows(first: int, count: int) -> bytes:
 def applied_import(storage: Storage, dataset_id: str, body: bytes, *, mode: str) -> jobs.Job:
     """Run an import's steps up to (not including) its finalize: its rows are written, not yet switched in."""
     job, chunks = import_to_review(storage, OWNER, dataset_id, body, mode=mode)
-    apply_rows(storage, job.id, chunks)
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
     return job
 
 

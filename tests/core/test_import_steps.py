@@ -11,7 +11,7 @@ from core.auth import Principal
 from core.errors import Conflict
 from core.settings import Settings
 from core.storage import UPLOADS_CONTAINER, WORK_CONTAINER, Storage
-from tests.core.steps import apply_rows, import_to_review
+from tests.core.steps import import_to_review
 
 OWNER = Principal(user_id="race-test", user_details="r", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
@@ -147,8 +147,6 @@ def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
         "primaryKey": "id",
     }
     dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "slow", "schema": schema})
-    seed, _ = import_to_review(storage, OWNER, dataset.id, b"id,code\n0,a\n", settings=settings)
-    assert imports.finalize_import(storage=storage, job_id=seed.id) == {"status": jobs.COMPLETED}
     job, _ = import_to_review(storage, OWNER, dataset.id, b"id,code\n1,ab\n2,ba\n", settings=settings)
 
     monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.0)  # validating passed; applying runs out
@@ -161,21 +159,14 @@ def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
         'The pattern of field "code" ("(a|b)+") took longer than 0 seconds'
     )
     released = datasets.load_dataset(storage, dataset.id)
-    assert released is not None and released.active_job == "" and released.row_count == 1  # the seed row
+    assert released is not None and released.active_job == "" and released.row_count == 0
 
 
 def ready_to_apply(storage: Storage, rows: range, *, mode: str = "insert", chunk_rows: int = 10_000) -> Any:
-    """Start and validate an import of valid rows (ids `rows`) into a new dataset that holds one row (id 0),
-    so that an insert or upsert writes its rows after the review (apply_chunk); return (job, chunks)."""
+    """Start and validate an import of valid rows (ids `rows`) into a new dataset; return (job, chunks)."""
     settings = Settings(storage=storage.config, chunk_rows=chunk_rows)
     dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "apply", "schema": SCHEMA})
-    seed, _ = import_into(storage, dataset.id, range(1), mode="insert", settings=settings)
-    assert seed.get("staged") is None  # as started; its plan staged it: the dataset was empty
-    assert imports.finalize_import(storage=storage, job_id=seed.id) == {"status": jobs.COMPLETED}
-    job, chunks = import_into(storage, dataset.id, rows, mode=mode, settings=settings)
-    planned = jobs.load_job(storage, job.id)
-    assert planned is not None and bool(planned.get("staged")) == (mode == "replace")
-    return planned, chunks
+    return import_into(storage, dataset.id, rows, mode=mode, settings=settings)
 
 
 def import_into(storage: Storage, dataset_id: str, rows: range, *, mode: str, settings: Settings) -> Any:
@@ -214,13 +205,14 @@ def test_rows_a_chunk_wrote_before_it_died_are_counted_when_a_cancel_stops_its_r
     assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.CANCELLED}
     ended = jobs.load_job(storage, job.id)
     assert ended is not None and ended.json_property("counts", {})["inserted"] == 500
-    assert stored_rows(storage, job.dataset_id) == (501, 501)  # with the seed row
+    assert stored_rows(storage, job.dataset_id) == (500, 500)
 
 
+@pytest.mark.parametrize("mode", ["insert", "replace"])
 def test_a_file_written_again_while_applying_fails_the_import_once_every_chunk_stopped(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
-    job, chunks = ready_to_apply(storage, range(1, 601), chunk_rows=300)
+    job, chunks = ready_to_apply(storage, range(1, 601), mode=mode, chunk_rows=300)
     assert chunks == 2
     write = imports._RowWriter._batch
     during: list[dict[str, Any]] = []
@@ -241,18 +233,25 @@ def test_a_file_written_again_while_applying_fails_the_import_once_every_chunk_s
     assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.FAILED}
     ended = jobs.load_job(storage, job.id)
     assert ended is not None and ended.get("error") == imports.FILE_CHANGED
-    count, held = stored_rows(storage, job.dataset_id)  # what chunk 0 wrote stays, and is counted
-    assert count == held == ended.json_property("counts", {})["inserted"] + 1 > 1
+    count, held = stored_rows(storage, job.dataset_id)
+    if mode == "insert":  # what chunk 0 wrote stays, and is counted
+        assert count == held == ended.json_property("counts", {})["inserted"] > 0
+    else:  # the dataset keeps its first (empty) table; the new one is gone, not filled again
+        assert (count, held) == (0, 0)
+        assert job.get("rowsTable") not in [table.name for table in storage.tables.list_tables()]
 
 
 def test_a_cancel_accepted_while_a_replace_finishes_leaves_the_old_rows(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, chunks = ready_to_apply(storage, range(1, 51))
-    apply_rows(storage, first.id, chunks)
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=first.id, index=index)
     assert imports.finalize_import(storage=storage, job_id=first.id) == {"status": jobs.COMPLETED}
     settings = Settings(storage=storage.config)
-    job, _ = import_into(storage, first.dataset_id, range(1000, 1020), mode="replace", settings=settings)
+    job, chunks = import_into(storage, first.dataset_id, range(1000, 1020), mode="replace", settings=settings)
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
     count = imports._final_counts
 
     def cancelled_meanwhile(storage_: Storage, job_: jobs.Job) -> Any:
@@ -262,10 +261,7 @@ def test_a_cancel_accepted_while_a_replace_finishes_leaves_the_old_rows(
 
     monkeypatch.setattr(imports, "_final_counts", cancelled_meanwhile)
     assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.CANCELLED}
-    assert stored_rows(storage, first.dataset_id) == (51, 51)
-    cancelled = jobs.load_job(storage, job.id)  # its staged rows went with its table: none were applied
-    assert cancelled is not None and cancelled.json_property("counts", {})["inserted"] == 0
-    assert job.get("rowsTable") not in [table.name for table in storage.tables.list_tables()]
+    assert stored_rows(storage, first.dataset_id) == (50, 50)
 
 
 def test_a_decision_after_the_review_window_is_refused(storage: Storage) -> None:
@@ -283,7 +279,7 @@ def test_a_chunk_that_failed_on_every_retry_makes_the_others_stand_down(storage:
     assert chunks == 2
     imports.stop_import(storage=storage, job_id=job.id)  # chunk 0 failed on every retry
     assert imports.apply_chunk(storage=storage, job_id=job.id, index=1) == {"cancelled": True}
-    assert stored_rows(storage, job.dataset_id) == (1, 1)  # the seed row alone
+    assert stored_rows(storage, job.dataset_id) == (0, 0)
     ended = imports.fail_import(storage=storage, job_id=job.id, error=imports.INTERNAL_FAILURE)
     assert ended == {"status": jobs.FAILED}
 
@@ -292,10 +288,13 @@ def test_a_finish_that_died_before_its_clean_up_is_cleaned_up_by_the_next_run(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, chunks = ready_to_apply(storage, range(1, 21))
-    apply_rows(storage, first.id, chunks)
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=first.id, index=index)
     imports.finalize_import(storage=storage, job_id=first.id)
     settings = Settings(storage=storage.config)
-    job, _ = import_into(storage, first.dataset_id, range(100, 110), mode="replace", settings=settings)
+    job, chunks = import_into(storage, first.dataset_id, range(100, 110), mode="replace", settings=settings)
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
     clean_up = imports._clean_up
 
     def killed(*_args: Any) -> None:
@@ -305,7 +304,7 @@ def test_a_finish_that_died_before_its_clean_up_is_cleaned_up_by_the_next_run(
         patched.setattr(imports, "_clean_up", killed)
         with pytest.raises(Killed):
             imports.finalize_import(storage=storage, job_id=job.id)
-    old_table = first.get("rowsTable")  # the table the seed import staged, then the first import's
+    old_table = first.get("rowsTable")
     tables = [table.name for table in storage.tables.list_tables()]
     work = storage.blobs.get_container_client(WORK_CONTAINER)
     assert old_table in tables and list(work.list_blobs(name_starts_with=f"{job.id}/"))  # left behind

@@ -112,7 +112,7 @@ def test_shapes_the_service_would_refuse_are_caught_before_sending(
     with pytest.raises(ValueError, match="share a PartitionKey"):
         submit_batch(table, [("create", _entities("a", 1)[0]), ("create", _entities("b", 1)[0])])
     with pytest.raises(ValueError, match="unsupported operation"):
-        submit_batch(table, [("merge", _entities("p04", 1)[0])])
+        submit_batch(table, [("delete", _entities("p04", 1)[0])])
 
 
 def test_a_body_over_4_mib_is_refused_before_sending(tables: tuple[TableClient, TableClient]) -> None:
