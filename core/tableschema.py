@@ -19,8 +19,8 @@ Supported (Table Schema v1 with the Frictionless v2 additions people use):
   ``foreignKeys`` and unknown properties are ignored.
 
 Typed values: integer and year are ``int`` (integers must fit Table Storage's signed 64 bits); number is
-``float`` (an IEEE double, what Table Storage and JSON store; ``NaN``, ``INF`` and ``-INF`` are allowed as
-the spec says, a finite text that overflows is not); boolean ``bool``; date ``date``; datetime
+``float`` (an IEEE double, what Table Storage and JSON store; ``NaN``, ``INF`` and ``-INF``, in any case, are
+allowed as the spec says, a finite text that overflows is not); boolean ``bool``; date ``date``; datetime
 ``datetime``, aware ones converted to UTC; time ``time`` (an offset is kept); string, yearmonth,
 duration, any and binary (base64 text, checked) stay ``str``.
 
@@ -41,7 +41,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final
 
 from core.errors import Invalid
@@ -90,6 +90,8 @@ DATE_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TIME_PART: Final = r"[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
 TIME_RE: Final = re.compile(_TIME_PART)
 DATETIME_RE: Final = re.compile(rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ]{_TIME_PART}")
+# XML Schema's end of the day, in a time already of TIME_RE's shape: fromisoformat refuses hour 24.
+END_OF_DAY: Final = re.compile(r"24:00:00(?:\.0+)?(?![.0-9])")
 YEAR_RE: Final = re.compile(r"[0-9]{4}")
 YEARMONTH_RE: Final = re.compile(r"[0-9]{4}-(?:0[1-9]|1[0-2])")
 _DURATION_NUMBER: Final = r"[0-9]+(?:[.,][0-9]+)?"
@@ -99,7 +101,8 @@ DURATION_RE: Final = re.compile(
     rf"(?:{_DURATION_NUMBER}S)?)?"
 )
 _NON_BARE_EDGES: Final = re.compile(r"^[^\-0-9.]+|[^0-9.]+$")
-_SPECIAL_NUMBERS: Final = {"NaN": math.nan, "INF": math.inf, "-INF": -math.inf}
+# The spec's special numbers, in any case ("nan", "Inf"): keyed by their upper-case ASCII text.
+SPECIAL_NUMBERS: Final = {"NAN": math.nan, "INF": math.inf, "-INF": -math.inf}
 _UNSUPPORTED_ESCAPES: Final = frozenset("pPiIcC")
 
 Reader = Callable[[str], Any]
@@ -319,7 +322,7 @@ def _format(name: str, kind: str, value: object, problems: _Problems) -> str:
     if kind == "string" and isinstance(value, str) and value in STRING_FORMATS:
         return str(value)
     if kind in _PATTERN_FORMAT_TYPES and isinstance(value, str) and "%" in value:
-        if _strptime_format_works(kind, value.removeprefix("fmt:")):
+        if _strptime_format_works(value.removeprefix("fmt:")):
             return value
         problems.add(name, "unknownFormat", f'Field "{name}": {value!r} is not a usable strptime pattern.')
         return "default"
@@ -333,16 +336,18 @@ def _format(name: str, kind: str, value: object, problems: _Problems) -> str:
     return "default"
 
 
-def _strptime_format_works(kind: str, pattern: str) -> bool:
-    sample = datetime(2001, 2, 3, 4, 5, 6)
-    if kind == "date":
-        sample = datetime(2001, 2, 3)
-    elif kind == "time":
-        sample = datetime(1900, 1, 1, 4, 5, 6)
+def _strptime_format_works(pattern: str) -> bool:
+    """Say whether strptime reads back what the pattern writes.
+
+    Only that: a pattern may leave parts out ("%H:%M" has no seconds, "%Y-%m" no day; strptime fills
+    them in as Frictionless does) and may carry an offset ("%z"), so the sample is aware.
+    """
+    sample = datetime(2001, 2, 3, 4, 5, 6, tzinfo=UTC)
     try:
-        return datetime.strptime(sample.strftime(pattern), pattern) == sample
+        datetime.strptime(sample.strftime(pattern), pattern)
     except (ValueError, re.error):  # strptime compiles "%Y %Y" to a regex naming one group twice
         return False
+    return True
 
 
 def _options(name: str, kind: str, item: Mapping[str, Any], problems: _Problems) -> dict[str, Any]:
@@ -465,6 +470,9 @@ def _constraint(draft: Field, key: str, raw: object, typed: dict[str, Any], prob
             problems.add(name, "badPattern", f'Field "{name}": {message}')
     elif key == "enum":
         _enum(draft, raw, typed, problems)
+    elif draft.type == "time" and isinstance(raw, str) and END_OF_DAY.match(raw):
+        # As a time 24:00:00 is 00:00:00, the least time, not the greatest a person means by it.
+        problems.add(name, "badConstraintValue", f'Field "{name}": {key} cannot be 24:00:00; use 23:59:59.')
     else:
         bound = _typed_value(draft, raw)
         if bound is _BAD:
@@ -684,9 +692,10 @@ def read_integer(value: str) -> int:
 
 
 def read_number(value: str) -> float:
-    """Read a decimal number (optionally with exponent), or NaN, INF, -INF."""
+    """Read a decimal number (optionally with exponent), or NaN, INF, -INF in any case."""
     if NUMBER_RE.fullmatch(value) is None:
-        special = _SPECIAL_NUMBERS.get(value)
+        # isascii: "\u0131nf" (a dotless i) upper-cases to "INF" too.
+        special = SPECIAL_NUMBERS.get(value.upper()) if value.isascii() else None
         if special is None:
             raise ValueError(value)
         return special
@@ -716,10 +725,19 @@ def read_date(value: str) -> date:
 
 
 def read_datetime(value: str) -> datetime:
-    """Read an ISO 8601 date and time with seconds ('T' or space between); aware values become UTC."""
+    """Read an ISO 8601 date and time with seconds ('T' or space between); aware values become UTC.
+
+    24:00:00 is the end of the day, the first moment of the next one (XML Schema).
+    """
     if DATETIME_RE.fullmatch(value) is None:
         raise ValueError(value)
-    return _in_utc(datetime.fromisoformat(value), value)
+    if END_OF_DAY.match(value, 11) is None:
+        return _in_utc(datetime.fromisoformat(value), value)
+    try:
+        moment = datetime.fromisoformat(f"{value[:11]}00{value[13:]}") + timedelta(days=1)
+    except OverflowError:  # 9999-12-31T24:00:00
+        raise ValueError(value) from None
+    return _in_utc(moment, value)
 
 
 def _in_utc(moment: datetime, value: str) -> datetime:
@@ -733,9 +751,11 @@ def _in_utc(moment: datetime, value: str) -> datetime:
 
 
 def read_time(value: str) -> time:
-    """Read an ISO 8601 time of day with seconds, optionally with an offset."""
+    """Read an ISO 8601 time of day with seconds, optionally with an offset; 24:00:00 is 00:00:00."""
     if TIME_RE.fullmatch(value) is None:
         raise ValueError(value)
+    if END_OF_DAY.match(value) is not None:
+        value = "00" + value[2:]
     return time.fromisoformat(value)
 
 

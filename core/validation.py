@@ -60,8 +60,10 @@ from core.tableschema import (
     DATETIME_RE,
     DURATION_RE,
     EMAIL_RE,
+    END_OF_DAY,
     INT64_MAX,
     INT64_MIN,
+    SPECIAL_NUMBERS,
     TIME_RE,
     URI_RE,
     UUID_RE,
@@ -314,7 +316,6 @@ _INTEGER_GRAMMAR: Final = str.maketrans("", "", "0123456789+-,")
 _NUMBER_GRAMMAR: Final = str.maketrans("", "", "0123456789+-.eE,")
 _INTEGER_ODD: Final = re.compile(r"[^0-9+\-,]+").finditer
 _NUMBER_ODD: Final = re.compile(r"[^0-9+\-.eE,]+").finditer
-_SPECIAL_NUMBER_TEXTS: Final = frozenset(("NaN", "INF", "-INF"))
 
 
 def _integer_column(cells: Sequence[str]) -> ColumnRead:
@@ -327,6 +328,11 @@ def _integer_column(cells: Sequence[str]) -> ColumnRead:
     return values, failed + strays, []
 
 
+def _special_number(cell: str) -> bool:
+    """Say whether cell is NaN, INF or -INF in some case (read_number reads them)."""
+    return cell.isascii() and cell.upper() in SPECIAL_NUMBERS
+
+
 def _number_column(cells: Sequence[str]) -> ColumnRead:
     # Made of [0-9+-.eE], what float() reads is exactly what NUMBER_RE matches. NaN and INF, which float()
     # reads too, are read again (they are numbers); what float() refuses is no number.
@@ -334,9 +340,9 @@ def _number_column(cells: Sequence[str]) -> ColumnRead:
     strays = _strays(cells, failed, _NUMBER_GRAMMAR, _NUMBER_ODD, _NUMBER_EXTRAS)
     for offset in strays:
         values[offset] = None
-    special = [offset for offset in strays if cells[offset] in _SPECIAL_NUMBER_TEXTS]
+    special = [offset for offset in strays if _special_number(cells[offset])]
     if special:
-        strays = [offset for offset in strays if cells[offset] not in _SPECIAL_NUMBER_TEXTS]
+        strays = [offset for offset in strays if not _special_number(cells[offset])]
     return values, failed + strays, special
 
 
@@ -479,12 +485,34 @@ def _matching_column(pattern: re.Pattern[str]) -> ColumnReader:
 
 
 _date_column = _shaped_column(DATE_RE, date.fromisoformat)
-_time_column = _shaped_column(TIME_RE, time.fromisoformat)
 _year_column = _shaped_column(YEAR_RE, int)
 _tzinfo = attrgetter("tzinfo")
 
 
+def _end_of_day(cells: Sequence[str], refused: list[int], at: int) -> tuple[list[int], list[int]]:
+    """Split refused offsets into the sure ones and those at 24:00:00, to read again (see END_OF_DAY).
+
+    fromisoformat refuses hour 24; read_time and read_datetime read it. at is where a cell's time starts.
+    """
+    match = END_OF_DAY.match
+    again = [offset for offset in refused if match(cells[offset], at) is not None]
+    if not again:
+        return refused, []
+    return [offset for offset in refused if match(cells[offset], at) is None], again
+
+
+def _time_column(cells: Sequence[str]) -> ColumnRead:
+    values, refused, _shapes = _shaped(TIME_RE, time.fromisoformat, cells)
+    return values, *_end_of_day(cells, refused, 0)
+
+
 def _datetime_column(cells: Sequence[str]) -> ColumnRead:
+    moments, refused, unsure = _datetime_moments(cells)
+    refused, again = _end_of_day(cells, refused, 11)
+    return moments, refused, unsure + again
+
+
+def _datetime_moments(cells: Sequence[str]) -> ColumnRead:
     moments, refused, shapes = _shaped(DATETIME_RE, datetime.fromisoformat, cells)
     # Without an offset (a "+", or a "-" past the date) a moment is naive or in UTC ("Z"): nothing to convert.
     if shapes is not None and not any("+" in shape or shape.count("-") > 2 for shape in shapes):

@@ -375,7 +375,7 @@ def test_cell_reader_reads_valid_cells(descriptor: dict[str, Any], cell: str, ex
         ({"type": "integer"}, "١٢"),
         ({"type": "integer"}, "9223372036854775808"),
         ({"type": "number"}, "1,5"),
-        ({"type": "number"}, "inf"),
+        ({"type": "number"}, "Infinity"),  # NaN, INF, -INF only (in any case)
         ({"type": "number"}, "1e999"),
         ({"type": "number", "decimalChar": ","}, "1.5"),
         ({"type": "boolean"}, "yes"),
@@ -384,7 +384,7 @@ def test_cell_reader_reads_valid_cells(descriptor: dict[str, Any], cell: str, ex
         ({"type": "date"}, "2024-W10-1"),
         ({"type": "datetime"}, "2024-01-02"),
         ({"type": "datetime"}, "2024-01-02T03:04"),
-        ({"type": "time"}, "24:00:00"),
+        ({"type": "time"}, "24:00:01"),  # 24:00:00 is the end of the day (XML Schema)
         ({"type": "time"}, "08:00"),
         ({"type": "year"}, "99"),
         ({"type": "yearmonth"}, "2024-13"),
