@@ -785,7 +785,7 @@ def _split_lines(
 
     A long text is cut into pieces of about piece_chars() (PIECE_CHARS): csv.reader reads the lines of a
     small piece while they are still in the processor's cache. What is left unfinished at the end of the text
-    comes last, as a list of one line: it is read as one line even if it holds a CR.
+    comes last, as a list of its lines: a CR held back in case an LF followed ends a line when none did.
     """
     pending: list[str] = []
     pending_chars = 0
@@ -815,7 +815,7 @@ def _split_lines(
         if end > start:
             yield text[start:end]
     if pending:
-        yield ["".join(pending)]
+        yield _lines_of("".join(pending))
 
 
 _OTHER_LINE_BREAKS: Final = "\v\f\x1c\x1d\x1e\x85\u2028\u2029"

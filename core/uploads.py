@@ -134,6 +134,10 @@ def store_upload(
 ) -> dict[str, Any]:
     """Store a small file sent in the request body and commit it at once."""
     name = clean_file_name(file_name)
+    if len(body) > settings.upload_max_bytes:  # the upload limit binds inline bodies too
+        raise LimitExceeded(
+            f"The file is {len(body):,} bytes; the limit is {settings.upload_max_bytes:,} bytes."
+        )
     if len(body) > settings.inline_upload_max_bytes:
         raise LimitExceeded(
             f"The body is {len(body):,} bytes; send at most {settings.inline_upload_max_bytes:,} bytes "
@@ -151,7 +155,7 @@ def store_upload(
         "fileName": name,
         "size": len(body),
         "expiresAt": None,
-        "maxBytes": settings.inline_upload_max_bytes,
+        "maxBytes": min(settings.inline_upload_max_bytes, settings.upload_max_bytes),
     }
 
 

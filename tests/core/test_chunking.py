@@ -77,3 +77,20 @@ def test_a_header_only_file_has_a_header_and_no_chunks() -> None:
         ["a", "b"],
         [],
     )
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16-le", "utf-16-be"])
+def test_a_record_starting_with_u_feff_reads_back_whole_from_its_chunk(encoding: str) -> None:
+    text = "id,name\n1,a\n\ufeff2,b\n\ufeff3,c\n4,d\n"
+    data = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}.get(encoding, b"") + text.encode(encoding)
+    _header, chunks = plan_chunks(
+        [data], encoding=encoding, dialect=DIALECT, max_field_chars=100, chunk_rows=1
+    )
+    seen: list[list[str]] = []
+    for chunk in chunks:
+        part = _records(data[chunk.start : chunk.end], chunk_encoding(encoding, chunk.start))
+        assert len(part) == chunk.rows
+        seen += part
+    expected = [["1", "a"], ["\ufeff2", "b"], ["\ufeff3", "c"], ["4", "d"]]
+    assert seen == _records(data, encoding)[1:] == expected
+    assert [chunk.rows for chunk in chunks] == [3, 1]

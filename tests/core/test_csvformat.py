@@ -172,6 +172,20 @@ def test_lone_cr_line_ends_and_blank_lines(size: int) -> None:
     assert records(b"a,b\n\n\n1,2\n\n", size=size) == [["a", "b"], ["1", "2"]]
 
 
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        ["a,b\r\n1,2\r", "3,4"],  # a CR ends a chunk; the last chunk holds no line break
+        ["a,b\r1,2\r", "3,4"],
+        ["a,b\r", "1", ",2"],
+        ["a\r", "b"],
+    ],
+)
+def test_a_cr_at_a_chunk_end_before_a_last_line_without_line_break_ends_a_line(chunks: list[str]) -> None:
+    expected = [record for record in csv.reader(io.StringIO("".join(chunks), newline="")) if record]
+    assert list(read_records(iter(chunks), COMMA, max_columns=250, max_field_chars=65_536)) == expected
+
+
 def test_too_many_columns_names_the_limit() -> None:
     with pytest.raises(CsvFormatError) as caught:
         records(",".join(f"c{n}" for n in range(251)).encode() + b"\n")
@@ -278,7 +292,7 @@ def _old_split_lines(texts: Iterable[str], max_line_chars: int) -> Iterator[str]
             pending_chars = len(pending[0])
         yield from _old_refuse_nul(lines) if "\x00" in text else lines
     if pending:
-        yield from _old_refuse_nul(["".join(pending)])
+        yield from _old_refuse_nul(io.StringIO("".join(pending), newline="").readlines())
 
 
 def _old_refuse_nul(lines: list[str]) -> Iterator[str]:
