@@ -6,7 +6,7 @@ import azure.functions as func
 
 from core import browse, datasets
 from core.auth import Principal
-from core.paging import page_limit
+from core.paging import bind_cursor, open_cursor, page_limit
 from core.runtime import runtime
 from http_api.blueprint import bp
 from http_api.responses import api_path, endpoint, json_response, not_modified, read_json_object
@@ -32,10 +32,10 @@ def list_datasets(req: func.HttpRequest, principal: Principal) -> func.HttpRespo
     page = datasets.list_datasets(
         storage=runtime().storage,
         principal=principal,
-        cursor=req.params.get("cursor"),
+        cursor=open_cursor("datasets", req.params.get("cursor")),
         limit=page_limit(req.params.get("limit")),
     )
-    return json_response(page)
+    return json_response(bind_cursor("datasets", page))
 
 
 @bp.route(route="datasets/{id}", methods=["GET"])
@@ -68,13 +68,14 @@ def browse_rows(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     """Page through a dataset's rows ({key, values}); pass `next` back as ?cursor=."""
     rt = runtime()
     dataset = datasets.get_dataset(storage=rt.storage, principal=principal, dataset_id=req.route_params["id"])
+    scope = f"rows:{dataset.id}"
     page = browse.browse_rows(
         storage=rt.storage,
         dataset=dataset,
-        cursor=req.params.get("cursor"),
+        cursor=open_cursor(scope, req.params.get("cursor")),
         limit=page_limit(req.params.get("limit")),
     )
-    return json_response(page)
+    return json_response(bind_cursor(scope, page))
 
 
 @bp.route(route="datasets/{id}/rows/{*key}", methods=["GET"])  # a key may hold "/"

@@ -640,7 +640,10 @@ def _parameters() -> dict[str, Schema]:
         "Cursor": {
             "name": "cursor",
             "in": "query",
-            "description": "The `next` of the previous page; leave out for the first page.",
+            "description": (
+                "The `next` of the previous page of this same list; leave out for the first page. "
+                "A cursor from another list, or altered, is a 400."
+            ),
             "schema": {"type": "string"},
         },
         "IdempotencyKey": {

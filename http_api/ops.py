@@ -7,7 +7,7 @@ import azure.functions as func
 from core import ops
 from core.auth import Principal
 from core.errors import BadRequest
-from core.paging import page_limit
+from core.paging import bind_cursor, open_cursor, page_limit
 from core.runtime import runtime
 from http_api.blueprint import bp
 from http_api.responses import endpoint, json_response
@@ -24,6 +24,11 @@ JOB_STATUSES = frozenset(
         "expired",
         "rejected",
         "completed",
+        # uploads (listed after the jobs)
+        "pending",
+        "uploaded",
+        "profiling",
+        "profiled",
     }
 )
 
@@ -68,10 +73,11 @@ def ops_jobs(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     status = req.params.get("status", "failed")
     if status not in JOB_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(sorted(JOB_STATUSES))}; got {status!r}.")
+    scope = f"ops-jobs:{status}"
     page = ops.failed_jobs(
         runtime().storage,
         status=status,
-        cursor=req.params.get("cursor"),
+        cursor=open_cursor(scope, req.params.get("cursor")),
         limit=page_limit(req.params.get("limit")),
     )
-    return json_response(page)
+    return json_response(bind_cursor(scope, page))
