@@ -247,7 +247,10 @@ def request_delete(*, storage: Storage, principal: Principal, dataset_id: str) -
 def delete_dataset(*, storage: Storage, job_id: str) -> str:
     """Delete a dataset: its row tables, jobs' errors and files, then its partition. Safe to run twice."""
     job = jobs.load_job(storage, job_id)
-    if job is None or job.kind != jobs.DELETE:
+    if job is None:
+        _forget_finished_delete(storage, job_id)
+        return "missing"
+    if job.kind != jobs.DELETE:
         return "missing"
     dataset = load_dataset(storage, job.dataset_id)
     if dataset is None or dataset.active_job != job_id:
@@ -287,3 +290,17 @@ def _delete_job_data(storage: Storage, job_id: str, *, keep_index: bool) -> None
                 client.delete_blob(blob.name)
     if not keep_index:
         jobs.jobs_index(storage).delete_entity(job_id, "job")
+
+
+def _forget_finished_delete(storage: Storage, job_id: str) -> None:
+    """Drop the index row of a delete that died after removing its dataset and job, before its index row."""
+    if not is_id(job_id):
+        return
+    index = jobs.jobs_index(storage)
+    try:
+        entity = index.get_entity(job_id, "job")
+    except ResourceNotFoundError:
+        return
+    # A delete's index row is written before its job; while the dataset is there, the job may be coming.
+    if entity.get("kind") == jobs.DELETE and load_dataset(storage, entity["datasetId"]) is None:
+        index.delete_entity(job_id, "job")

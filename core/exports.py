@@ -118,6 +118,14 @@ def run_export(*, storage: Storage, job_id: str) -> str:
     if written is None:
         return fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
     size = blob.get_blob_properties().size
+    # A delete lists the dataset's files only once the dataset is `deleting`: a file written before that
+    # is found and deleted by it; one written after is this export's to delete (the delete may already
+    # have looked, and its job row may outlive the check below).
+    current = datasets.load_dataset(storage, job.dataset_id)
+    if current is None or current.status != datasets.ACTIVE:
+        with contextlib.suppress(ResourceNotFoundError):
+            blob.delete_blob()
+        return fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
     finished = jobs.change_job(
         storage,
         job_id,

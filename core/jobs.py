@@ -175,16 +175,29 @@ def index_job(storage: Storage, *, job_id: str, dataset_id: str, kind: str, owne
 
 
 def send_command(
-    storage: Storage, *, dataset_id: str, job_id: str, queue: str, traceparent: str | None
+    storage: Storage,
+    *,
+    dataset_id: str,
+    job_id: str,
+    queue: str,
+    traceparent: str | None,
+    etag: str | None = None,
 ) -> bool:
-    """Send a job's command and clear its outbox row; on failure leave the row for the sweeper."""
+    """Send a job's command and clear its outbox row; on failure leave the row for the sweeper.
+
+    With `etag` (the outbox row as read), the row is cleared only if it is still that row: a newer
+    command written meanwhile (its change landed after this send) stays for the sweeper.
+    """
     try:
         storage.send(queue, {"id": job_id, "traceparent": traceparent or current_traceparent()})
     except AzureError:
         log.exception("Could not queue %s for job %s; the outbox sweeper will send it", queue, job_id)
         return False
+    condition: dict[str, Any] = (
+        {} if etag is None else {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+    )
     try:
-        datasets_table(storage).delete_entity(dataset_id, outbox_row(job_id))
+        datasets_table(storage).delete_entity(dataset_id, outbox_row(job_id), **condition)
     except AzureError:
         log.warning("Could not clear the outbox row of job %s; it will be sent again (harmless)", job_id)
     return True
@@ -206,6 +219,7 @@ def sweep_outbox(storage: Storage, *, at: datetime | None = None) -> int:
             job_id=job_id,
             queue=row["queue"],
             traceparent=row.get("traceparent") or None,
+            etag=str(row.metadata["etag"]),
         ):
             sent += 1
     return sent
