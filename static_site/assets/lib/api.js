@@ -1,5 +1,7 @@
 // Talking to /api: JSON in and out; problems (RFC 9457) become ApiError with the title and detail.
 
+import { sleep } from "./dom.js";
+
 export class ApiError extends Error {
   constructor(status, problem) {
     super(problem.detail || problem.title || `The request failed (${status}).`);
@@ -7,6 +9,12 @@ export class ApiError extends Error {
     this.title = problem.title || "Something went wrong";
     this.detail = problem.detail || "";
     this.problems = Array.isArray(problem.problems) ? problem.problems : [];
+    this.retryAfter = 0; // seconds, from a Retry-After header
+  }
+
+  /** A failure that may pass: no connection, too many requests, or the service briefly unwell. */
+  get passing() {
+    return this.status === 0 || this.status === 408 || this.status === 429 || this.status >= 500;
   }
 }
 
@@ -38,10 +46,16 @@ async function request(method, path, body, options = {}) {
   }
   if (answer.status === 204) return null;
   if (!type.includes("json")) {
-    throw new ApiError(answer.status, { title: "Unexpected answer", detail: `The service answered ${answer.status} without data; try again.` });
+    const error = new ApiError(answer.status, { title: "Unexpected answer", detail: `The service answered ${answer.status} without data; try again.` });
+    error.retryAfter = Number(answer.headers.get("Retry-After")) || 0;
+    throw error;
   }
   const data = await answer.json();
-  if (!answer.ok) throw new ApiError(answer.status, data);
+  if (!answer.ok) {
+    const error = new ApiError(answer.status, data && typeof data === "object" ? data : {});
+    error.retryAfter = Number(answer.headers.get("Retry-After")) || 0;
+    throw error;
+  }
   return data;
 }
 
@@ -49,7 +63,23 @@ export const api = {
   get: (path, options) => request("GET", path, undefined, options),
   post: (path, body = {}, options) => request("POST", path, body, options),
   delete: (path, options) => request("DELETE", path, undefined, options),
+  poll,
 };
+
+/**
+ * GET for a polling loop: a failure that may pass (no connection, 429, 5xx) is waited out and
+ * tried again, backing off, before it is reported; anything else is reported at once.
+ */
+async function poll(path, { signal, tries = 6 } = {}) {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await request("GET", path, undefined, { signal });
+    } catch (error) {
+      if (!(error instanceof ApiError) || !error.passing || attempt >= tries) throw error;
+      await sleep(Math.max(Math.min(1000 * 2 ** attempt, 16000), 1000 * error.retryAfter), signal);
+    }
+  }
+}
 
 /** Query string from an object, leaving out empty values. */
 export function query(params) {

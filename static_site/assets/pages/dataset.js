@@ -1,7 +1,7 @@
 // One dataset: its schema, row count, import history, rows (paged), export and delete.
 
 import { ApiError, api, query } from "../lib/api.js";
-import { announce, cell, count, h, replace, sleep, table, when } from "../lib/dom.js";
+import { announce, cell, count, field, h, replace, sleep, table, when } from "../lib/dom.js";
 
 const PAGE_ROWS = 25;
 
@@ -30,7 +30,7 @@ export async function render(main, [datasetId], { navigate, problem, signal }) {
     dataset.description ? h("p", {}, dataset.description) : null,
     h("dl", { class: "facts" },
       h("dt", {}, "Rows"), h("dd", { id: "row-count" }, count(dataset.rowCount)),
-      h("dt", {}, "Status"), h("dd", {}, dataset.activeJob ? "an import is running" : dataset.status),
+      h("dt", {}, "Status"), h("dd", {}, dataset.status === "active" && dataset.activeJob ? "an import is running" : dataset.status),
       h("dt", {}, "Created"), h("dd", {}, when(dataset.createdAt))),
     h("section", { "aria-labelledby": "schema-h" }, h("h2", { id: "schema-h" }, "Schema"), schemaTable),
     h("section", { "aria-labelledby": "imports-h" }, h("h2", { id: "imports-h" }, "Imports"), history),
@@ -38,58 +38,129 @@ export async function render(main, [datasetId], { navigate, problem, signal }) {
     h("section", { "aria-labelledby": "export-h" }, h("h2", { id: "export-h" }, "Export"), exportArea),
     h("section", { "aria-labelledby": "delete-h" }, h("h2", { id: "delete-h" }, "Delete"), deleteArea));
 
-  loadHistory(dataset, history, problem);
-  browse(dataset, rows, problem);
+  loadHistory(dataset, history, problem, signal);
+  browse(dataset, rows, problem, signal);
   exportPanel(dataset, exportArea, problem, signal);
   deletePanel(dataset, deleteArea, problem, navigate, signal);
   return undefined;
 }
 
-async function loadHistory(dataset, area, problem) {
-  try {
-    const page = await api.get(`/datasets/${dataset.id}/imports${query({ limit: 20 })}`);
-    if (!page.items.length) {
-      replace(area, h("p", { class: "muted" }, "No imports yet."));
-      return;
+function loadHistory(dataset, area, problem, signal) {
+  const more = h("button", { type: "button", class: "button", hidden: true }, "Show more imports");
+  let cursor = null;
+  let body = null;
+  let busy = false;
+  const row = (job) => h("tr", {}, [
+    h("a", { href: `/imports/${job.id}`, "data-link": true }, when(job.createdAt)),
+    job.fileName || "", job.mode, job.status.replace("_", " "),
+    count(job.counts.rows), count(job.counts.inserted), count(job.counts.invalid)].map((value) => h("td", {}, value)));
+
+  async function load() {
+    if (busy) return;
+    busy = true;
+    try {
+      const page = await api.get(`/datasets/${dataset.id}/imports${query({ cursor, limit: 20 })}`, { signal });
+      if (!body) {
+        if (!page.items.length) {
+          replace(area, h("p", { class: "muted" }, "No imports yet."));
+          return;
+        }
+        const wrap = table("Import history", ["Started", "File", "Mode", "Status", "Rows", "Inserted", "Invalid"], []);
+        body = wrap.querySelector("tbody");
+        replace(area, wrap, more);
+      }
+      const added = page.items.map(row);
+      body.append(...added);
+      cursor = page.next;
+      if (!cursor && document.activeElement === more && added.length) added[0].querySelector("a").focus();
+      more.hidden = !cursor;
+    } catch (error) {
+      if (error.name !== "AbortError") replace(area, problem(error));
+    } finally {
+      busy = false;
     }
-    replace(area, table("Import history", ["Started", "File", "Mode", "Status", "Rows", "Inserted", "Invalid"],
-      page.items.map((job) => [
-        h("a", { href: `/imports/${job.id}`, "data-link": true }, when(job.createdAt)),
-        job.fileName || "", job.mode, job.status.replace("_", " "),
-        count(job.counts.rows), count(job.counts.inserted), count(job.counts.invalid)])));
-  } catch (error) {
-    replace(area, problem(error));
   }
+  more.addEventListener("click", load);
+  load();
 }
 
-function browse(dataset, area, problem) {
+/** A row key as one URL path segment ("/", "?", "#" and "%" encoded). */
+function keySegment(key) {
+  return encodeURIComponent(key);
+}
+
+function findRow(dataset, names, problem, signal) {
+  const input = h("input", { type: "text", autocomplete: "off", spellcheck: "false" });
+  const result = h("div", { "aria-live": "polite", id: "found-row" });
+  async function find(event) {
+    event.preventDefault();
+    const key = input.value;
+    if (!key) {
+      replace(result, h("p", { role: "status" }, "Type a key first."));
+      return;
+    }
+    if (key === "." || key === "..") { // a browser resolves these as path segments, even encoded
+      replace(result, h("p", { role: "status" }, `The key “${key}” cannot be looked up here; find it in the rows above.`));
+      return;
+    }
+    replace(result, h("p", { class: "muted" }, "Looking…"));
+    try {
+      const found = await api.get(`/datasets/${dataset.id}/rows/${keySegment(key)}`, { signal });
+      replace(result, h("dl", { class: "facts" },
+        h("dt", {}, "Key"), h("dd", {}, found.key),
+        names.flatMap((name) => [h("dt", {}, name), h("dd", {}, cell(found.values[name]))])));
+    } catch (error) {
+      if (error.name !== "AbortError") replace(result, problem(error));
+    }
+  }
+  return h("form", { class: "find-row", onsubmit: find, novalidate: true },
+    h("h3", {}, "Find a row by its key"),
+    field("Key", input, "As shown in the Key column"),
+    h("p", {}, h("button", { type: "submit", class: "button" }, "Find row")),
+    result);
+}
+
+function browse(dataset, area, problem, signal) {
   const names = dataset.schema.fields.map((item) => item.name);
   const cursors = [null];
   let position = 0;
+  let busy = false;
   const status = h("p", { class: "muted", role: "status" });
   const previous = h("button", { type: "button", class: "button" }, "Previous");
   const next = h("button", { type: "button", class: "button" }, "Next");
   const holder = h("div");
-  replace(area, holder, h("div", { class: "pager" }, previous, status, next));
+  replace(area, holder, h("div", { class: "pager" }, previous, status, next), findRow(dataset, names, problem, signal));
 
-  async function show() {
-    previous.disabled = next.disabled = true;
+  // The buttons stay enabled while a page loads (a disabled button loses the keyboard focus); clicks
+  // during a load are ignored. A button that ends up disabled hands its focus to the new page.
+  async function show(step) {
+    if (busy) return;
+    busy = true;
+    const from = position;
+    position += step;
     try {
-      const page = await api.get(`/datasets/${dataset.id}/rows${query({ cursor: cursors[position], limit: PAGE_ROWS })}`);
+      const page = await api.get(`/datasets/${dataset.id}/rows${query({ cursor: cursors[position], limit: PAGE_ROWS })}`, { signal });
       cursors[position + 1] = page.next;
       replace(holder, page.items.length
         ? table(`Rows, page ${position + 1}`, ["Key", ...names], page.items.map((row) => [row.key, ...names.map((name) => cell(row.values[name]))]))
         : h("p", { class: "muted" }, "No rows yet."));
       status.textContent = page.items.length ? `Page ${position + 1}` : "";
-      previous.disabled = position === 0;
-      next.disabled = !page.next;
     } catch (error) {
-      replace(holder, problem(error));
+      position = from;
+      if (error.name !== "AbortError") replace(holder, problem(error));
+    } finally {
+      busy = false;
+    }
+    const focused = document.activeElement;
+    previous.disabled = position === 0;
+    next.disabled = !cursors[position + 1];
+    if ((focused === previous || focused === next) && focused.disabled) {
+      (holder.querySelector(".table-wrap") || (focused === previous ? next : previous)).focus();
     }
   }
-  previous.addEventListener("click", () => { position -= 1; show(); });
-  next.addEventListener("click", () => { position += 1; show(); });
-  show();
+  previous.addEventListener("click", () => show(-1));
+  next.addEventListener("click", () => show(1));
+  show(0);
 }
 
 function exportPanel(dataset, area, problem, signal) {
@@ -106,7 +177,7 @@ function exportPanel(dataset, area, problem, signal) {
       while (job.status !== "completed" && job.status !== "failed") {
         await sleep(delay, signal);
         delay = Math.min(delay * 1.5, 4000);
-        job = await api.get(`/exports/${job.id}`);
+        job = await api.poll(`/exports/${job.id}`, { signal });
       }
       if (job.status === "failed") throw new Error(job.error || "The export failed.");
       replace(state, `Ready: ${count(job.rows)} rows. `,
@@ -135,10 +206,12 @@ function deletePanel(dataset, area, problem, navigate, signal) {
       try {
         await api.delete(`/datasets/${dataset.id}`);
         replace(state, h("p", { role: "status" }, "Deleting…"));
+        let delay = 700;
         for (;;) {
-          await sleep(700, signal);
+          await sleep(delay, signal);
+          delay = Math.min(delay * 1.5, 5000);
           try {
-            await api.get(`/datasets/${dataset.id}`);
+            await api.poll(`/datasets/${dataset.id}`, { signal });
           } catch (error) {
             if (error instanceof ApiError && error.status === 404) break;
             throw error;

@@ -8,26 +8,30 @@ export async function render(main, _params, { problem }) {
   const list = h("tbody");
   const more = h("button", { type: "button", class: "button", hidden: true }, "Show more");
   const status = h("p", { class: "muted", role: "status" });
+  const refused = h("div");
   let cursor = null;
+  let busy = false;
 
   async function load() {
-    more.disabled = true;
+    if (busy) return;
+    busy = true;
+    replace(refused);
     try {
       const page = await api.get(`/datasets${query({ cursor, limit: 50 })}`);
       for (const item of page.items) {
         list.append(h("tr", {},
           h("th", { scope: "row" }, h("a", { href: `/datasets/${item.id}`, "data-link": true }, item.name)),
           h("td", { class: "number" }, count(item.rowCount)),
-          h("td", {}, item.activeJob ? "importing" : item.status),
+          h("td", {}, item.status === "active" && item.activeJob ? "importing" : item.status),
           h("td", {}, when(item.updatedAt))));
       }
       cursor = page.next;
       more.hidden = !cursor;
       status.textContent = list.children.length ? "" : "You have no datasets yet.";
     } catch (error) {
-      status.replaceWith(problem(error));
+      replace(refused, problem(error));
     } finally {
-      more.disabled = false;
+      busy = false;
     }
   }
 
@@ -41,6 +45,6 @@ export async function render(main, _params, { problem }) {
         h("caption", { class: "visually-hidden" }, "Datasets"),
         h("thead", {}, h("tr", {}, ["Name", "Rows", "Status", "Updated"].map((title) => h("th", { scope: "col" }, title)))),
         list)),
-    status, more);
+    status, refused, more);
   await load();
 }

@@ -57,9 +57,11 @@ export async function render(main, [jobId], { problem, signal }) {
   replace(main, heading, body);
   let shown = null;
   let delay = 500;
+  let nap = null; // the wait between two polls; a decision just sent ends it early
+  const refresh = () => { delay = 300; if (nap) nap.abort(); };
   for (;;) {
     if (job.status !== shown) {
-      show(body, dataset, job, { problem, signal, refresh: () => { delay = 300; } });
+      show(body, dataset, job, { problem, signal, refresh });
       if (shown !== null) announce(`Import ${PHASES[job.status] || job.status}`);
       shown = job.status;
       delay = 500;
@@ -67,9 +69,14 @@ export async function render(main, [jobId], { problem, signal }) {
       update(body, job);
     }
     if (!RUNNING.has(job.status) && job.status !== "awaiting_review") return undefined;
-    await sleep(delay, signal);
+    nap = new AbortController();
+    try {
+      await sleep(delay, AbortSignal.any([signal, nap.signal]));
+    } catch (error) {
+      if (signal.aborted) throw error;
+    }
     delay = Math.min(delay * 1.5, 5000);
-    job = await api.get(`/imports/${jobId}`, { signal });
+    job = await api.poll(`/imports/${jobId}`, { signal });
   }
 }
 
@@ -114,22 +121,34 @@ function errorsPanel(job, problem, signal) {
   let position = 0;
   const previous = h("button", { type: "button", class: "button" }, "Previous errors");
   const next = h("button", { type: "button", class: "button" }, "Next errors");
-  async function show() {
-    previous.disabled = next.disabled = true;
+  let busy = false;
+  // As on the rows pager: the buttons stay enabled while a page loads, so the keyboard focus stays.
+  async function show(step) {
+    if (busy) return;
+    busy = true;
+    const from = position;
+    position += step;
     try {
       const page = await api.get(`/imports/${job.id}/errors${query({ cursor: cursors[position], limit: ERRORS_PAGE })}`, { signal });
       cursors[position + 1] = page.next;
       replace(holder, table(`Row errors, page ${position + 1}`, ["Row", "Column", "Problem", "Value"],
         page.items.map((error) => [String(error.row), error.column, error.message, cell(error.value)])));
-      previous.disabled = position === 0;
-      next.disabled = !page.next;
     } catch (error) {
+      position = from;
       if (error.name !== "AbortError") replace(holder, problem(error));
+    } finally {
+      busy = false;
+    }
+    const focused = document.activeElement;
+    previous.disabled = position === 0;
+    next.disabled = !cursors[position + 1];
+    if ((focused === previous || focused === next) && focused.disabled) {
+      (holder.querySelector(".table-wrap") || (focused === previous ? next : previous)).focus();
     }
   }
-  previous.addEventListener("click", () => { position -= 1; show(); });
-  next.addEventListener("click", () => { position += 1; show(); });
-  show();
+  previous.addEventListener("click", () => show(-1));
+  next.addEventListener("click", () => show(1));
+  show(0);
   const stored = job.errorsStored !== null && job.errorsStored !== undefined && job.errorsStored < job.counts.invalid
     ? h("p", { class: "muted" }, `The first ${count(job.errorsStored)} errors are kept; the counts above are complete.`)
     : null;
@@ -139,7 +158,7 @@ function errorsPanel(job, problem, signal) {
     stored, holder, h("div", { class: "pager" }, previous, next));
 }
 
-function show(body, dataset, job, { problem, signal }) {
+function show(body, dataset, job, { problem, signal, refresh }) {
   const messages = h("div", { "aria-live": "assertive" });
   const decide = (action, label) => h("button", {
     type: "button",
@@ -150,6 +169,7 @@ function show(body, dataset, job, { problem, signal }) {
         await api.post(`/imports/${job.id}/${action}`, {}, { signal });
         announce(`${label}: sent`);
         replace(messages, h("p", { role: "status" }, `${label}: sent.`));
+        refresh();
       } catch (error) {
         replace(messages, problem(error));
         event.target.disabled = false;

@@ -7,7 +7,7 @@ import { UploadCancelled, uploadFile } from "../lib/upload.js";
 const DELIMITERS = { ",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe" };
 
 export async function render(main, [datasetId, uploadId], context) {
-  const dataset = await api.get(`/datasets/${datasetId}`);
+  const dataset = await api.get(`/datasets/${datasetId}`, { signal: context.signal });
   return uploadId ? mapStep(main, dataset, uploadId, context) : pickStep(main, dataset, context);
 }
 
@@ -104,7 +104,7 @@ async function mapStep(main, dataset, uploadId, { navigate, problem, signal }) {
   while (upload.status !== "profiled" && upload.status !== "failed") {
     await sleep(delay, signal);
     delay = Math.min(delay * 1.5, 3000);
-    upload = await api.get(`/uploads/${uploadId}`, { signal });
+    upload = await api.poll(`/uploads/${uploadId}`, { signal });
   }
   if (upload.status === "failed") {
     replace(main, h("h1", {}, `Import into ${dataset.name}`), steps(0),

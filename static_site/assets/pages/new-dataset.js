@@ -1,7 +1,7 @@
 // Create a dataset: write its Table Schema field by field, or take the schema Loadbay infers from a file.
 
 import { api } from "../lib/api.js";
-import { announce, bytes, field, h, replace } from "../lib/dom.js";
+import { announce, bytes, field, h, replace, sleep } from "../lib/dom.js";
 import { UploadCancelled, uploadFile } from "../lib/upload.js";
 
 const TYPES = ["string", "integer", "number", "boolean", "date", "datetime", "time", "year"];
@@ -64,7 +64,7 @@ function describe(parts) {
   return { field: out, key: parts.key.checked };
 }
 
-export async function render(main, _params, { navigate, problem }) {
+export async function render(main, _params, { navigate, problem, signal }) {
   document.title = "New dataset · Loadbay";
   const errors = h("div", { "aria-live": "polite" });
   const name = h("input", { type: "text", required: true, maxlength: 200, autocomplete: "off" });
@@ -82,19 +82,19 @@ export async function render(main, _params, { navigate, problem }) {
     await create({ name: name.value, description: description.value || undefined, schema });
   }
 
-  async function create(body) {
-    replace(errors);
+  // `where`: the element that shows a refusal, next to the button that was pressed.
+  async function create(body, where = errors) {
+    replace(where);
     try {
       const dataset = await api.post("/datasets", body);
       announce(`Dataset ${dataset.name} created`);
       navigate(`/datasets/${dataset.id}`);
     } catch (error) {
-      replace(errors, problem(error));
-      errors.querySelector("[role=alert]")?.focus?.();
+      replace(where, problem(error));
     }
   }
 
-  const fromFile = fromFilePanel({ name, description, create, problem });
+  const fromFile = fromFilePanel({ name, description, create, problem, signal });
   replace(main,
     h("h1", {}, "New dataset"),
     h("form", { class: "stack", novalidate: true, onsubmit: createFromSchema },
@@ -109,11 +109,12 @@ export async function render(main, _params, { navigate, problem }) {
     fromFile);
 }
 
-function fromFilePanel({ name, description, create, problem }) {
+function fromFilePanel({ name, description, create, problem, signal }) {
   const picker = h("input", { type: "file", accept: ".csv,text/csv,text/plain" });
-  const progress = h("progress", { max: 100, value: 0, hidden: true });
+  const progress = h("progress", { max: 100, value: 0, hidden: true, "aria-label": "Upload progress" });
   const state = h("p", { role: "status", "aria-live": "polite" });
   const result = h("div");
+  const refused = h("div", { "aria-live": "polite" });
   const panel = h("section", { class: "card", "aria-labelledby": "from-file" },
     h("h2", { id: "from-file" }, "Or: from a file"),
     h("p", { class: "muted" }, "Loadbay reads the file, infers each column's type, and makes the schema from it."),
@@ -122,16 +123,22 @@ function fromFilePanel({ name, description, create, problem }) {
     const file = picker.files[0];
     if (!file) return;
     replace(result);
+    replace(refused);
     progress.hidden = false;
     try {
+      state.textContent = `Uploading ${file.name}…`;
       const uploadId = await uploadFile(file, {
+        signal,
         onProgress: (sent, total) => { progress.value = total ? Math.round((100 * sent) / total) : 100; },
       });
       state.textContent = "Reading the file…";
-      let upload = await api.get(`/uploads/${uploadId}`);
+      // Polls until the profile is ready, backing off; stops when the visitor leaves the page.
+      let upload = await api.poll(`/uploads/${uploadId}`, { signal });
+      let delay = 400;
       while (upload.status !== "profiled" && upload.status !== "failed") {
-        await new Promise((resolve) => setTimeout(resolve, 700));
-        upload = await api.get(`/uploads/${uploadId}`);
+        await sleep(delay, signal);
+        delay = Math.min(delay * 1.5, 3000);
+        upload = await api.poll(`/uploads/${uploadId}`, { signal });
       }
       if (upload.status === "failed") throw new Error(upload.error || "The file could not be read.");
       state.textContent = `${file.name}: ${upload.rowCount.toLocaleString("en")} rows, ${bytes(file.size)}.`;
@@ -145,10 +152,11 @@ function fromFilePanel({ name, description, create, problem }) {
             description: description.value || undefined,
             fromUpload: uploadId,
             primaryKey: key.value || undefined,
-          }),
-        }, "Create dataset from this file"));
+          }, refused),
+        }, "Create dataset from this file"), refused);
     } catch (error) {
-      if (!(error instanceof UploadCancelled)) replace(result, problem(error));
+      if (error instanceof UploadCancelled || error.name === "AbortError" || signal.aborted) return;
+      replace(result, problem(error));
       state.textContent = "";
     } finally {
       progress.hidden = true;
