@@ -17,6 +17,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("loadbay")
 _configured = False
+# Loadbay's loggers: "loadbay.*" and the module loggers (logging.getLogger(__name__)) of its packages.
+APP_LOGGERS = ("loadbay", "core", "http_api", "queue_workers", "orchestrations")
 
 
 def configure_telemetry(environ: Mapping[str, str] = os.environ) -> bool:
@@ -28,7 +30,12 @@ def configure_telemetry(environ: Mapping[str, str] = os.environ) -> bool:
     # Imported here: the exporter is heavy, and local runs without Application Insights skip it.
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    configure_azure_monitor(connection_string=connection_string, logger_name="loadbay")
+    configure_azure_monitor(connection_string=connection_string, logger_name=APP_LOGGERS[0])
+    # It exports one logger's records; the module loggers are not under "loadbay", so give them its handler.
+    handlers = logging.getLogger(APP_LOGGERS[0]).handlers
+    for name in APP_LOGGERS[1:]:
+        for handler in handlers:
+            logging.getLogger(name).addHandler(handler)
     _configured = True
     return True
 
@@ -55,6 +62,23 @@ def function_span(
         set_status_on_exception=True,
     ) as span:
         yield span
+
+
+def record_span(
+    name: str,
+    *,
+    traceparent: str | None,
+    kind: SpanKind,
+    attributes: Mapping[str, str | int] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Record a span that ends at once, for orchestrators: they yield, so they cannot hold a span open."""
+    parent = propagate.extract({"traceparent": traceparent}) if traceparent else None
+    span = tracer.start_span(name, context=parent, kind=kind, attributes=attributes)
+    if error is not None:
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    span.end()
 
 
 def mark_failed(span: Span, description: str) -> None:

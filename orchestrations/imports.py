@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from core import imports
 from core.runtime import runtime
-from core.telemetry import function_span
+from core.telemetry import function_span, record_span
 from orchestrations.blueprint import bp
 from orchestrations.fanout import all_settled
 
@@ -43,15 +43,29 @@ def import_orchestrator(context: df.DurableOrchestrationContext) -> Any:
     job_id = started["jobId"]
     # Every activity gets the trace context the command carried, so one import is one trace.
     job = {"jobId": job_id, "traceparent": started.get("traceparent")}
+    if not context.is_replaying:  # the first run: replays are not new work, so they get no span
+        _span(job)
     try:
         result = yield from _run(context, job)
     except Exception as error:  # noqa: BLE001  (an activity failed on every retry: the job says so)
         reason = imports.INTERNAL_FAILURE
         if not context.is_replaying:
             log.error("Import %s failed: %s", job_id, error)
+            _span(job, error)
         failed = {**job, "error": reason, "detail": str(error)[:500]}
         return (yield context.call_activity_with_retry(FAIL, RETRY, failed))
     return result
+
+
+def _span(job: dict[str, Any], error: BaseException | None = None) -> None:
+    # The orchestrator's span ends at once (it yields); activities continue the trace the command carried.
+    record_span(
+        ORCHESTRATOR,
+        traceparent=job["traceparent"],
+        kind=SpanKind.INTERNAL,
+        attributes={"loadbay.job_id": job["jobId"]},
+        error=error,
+    )
 
 
 def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
