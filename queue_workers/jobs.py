@@ -20,7 +20,7 @@ from core.errors import Invalid
 from core.jobs import FINISHED
 from core.runtime import runtime
 from core.storage import DELETE_QUEUE, EXPORT_QUEUE, IMPORT_QUEUE
-from core.telemetry import function_span
+from core.telemetry import current_traceparent, function_span
 from orchestrations.imports import DECISION_EVENT, ORCHESTRATOR
 from queue_workers.blueprint import bp
 
@@ -73,15 +73,23 @@ async def relay_import(msg: func.QueueMessage, client: df.DurableOrchestrationCl
         action, job = imports.command_for(runtime().storage, job_id)
         if job is None or job.status in FINISHED:
             return action
-        status = await client.get_status(job_id)
-        runtime_status = status.runtime_status if status else None
+        runtime_status = await _status(client, job_id)
         if runtime_status in DEAD:
             # A job whose orchestration is gone (failed or terminated) would hold its dataset for ever: a
             # command for it (a start, a decision, a cancel, a replay) ends it as failed instead.
             imports.fail_import(storage=runtime().storage, job_id=job_id, error=INTERNAL_ERROR)
             return "failed"
         if action == "start" and runtime_status is None:
-            await client.start_new(ORCHESTRATOR, job_id, {"jobId": job_id, "traceparent": traceparent})
+            # The orchestration continues the relay's span: the trace reads HTTP → queue → orchestration.
+            started = {"jobId": job_id, "traceparent": current_traceparent() or traceparent}
+            try:
+                await client.start_new(ORCHESTRATOR, job_id, started)
+            except Exception:  # the SDK raises Exception itself: "... instance ... already exists"
+                # Two commands for a queued import (its start and a cancel) may both find no orchestration;
+                # the other one started it, which is all this one wanted.
+                if (await _status(client, job_id)) is None:
+                    raise
+                return "started already"
         elif action == "decide":
             await client.raise_event(job_id, DECISION_EVENT, {"jobId": job_id})
         return action
@@ -90,6 +98,12 @@ async def relay_import(msg: func.QueueMessage, client: df.DurableOrchestrationCl
         imports.fail_import(storage=runtime().storage, job_id=job_id, error=INTERNAL_ERROR)
 
     await _handle(msg, IMPORT_QUEUE, work, give_up)
+
+
+async def _status(client: df.DurableOrchestrationClient, instance_id: str) -> Any:
+    """Return an orchestration's runtime status, or None when there is none."""
+    status = await client.get_status(instance_id)
+    return status.runtime_status if status else None
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=EXPORT_QUEUE, connection="AzureWebJobsStorage")

@@ -107,3 +107,28 @@ def test_a_decision_for_an_import_whose_orchestration_died_fails_it_at_once(rt: 
     live = queued_import(rt)
     relay(live.id, client)  # queued, instance already running: nothing to do
     assert not client.started and not client.raised
+
+
+class StartedMeanwhile(DurableClient):
+    """Finds no instance, then loses the race to start it: another command started it meanwhile."""
+
+    async def start_new(self, name: str, instance_id: str, _input: Any) -> str:
+        self.status = df.OrchestrationRuntimeStatus.Pending
+        raise Exception("An Orchestration instance with the status Pending already exists.")  # as the SDK
+
+
+def test_a_start_that_lost_the_race_to_another_command_succeeds(rt: Runtime) -> None:
+    job = queued_import(rt)
+    relay(job.id, StartedMeanwhile(None))  # no exception: the message is done, not retried
+    loaded = jobs.load_job(rt.storage, job.id)
+    assert loaded is not None and loaded.status == jobs.QUEUED
+
+
+def test_a_start_that_failed_with_no_instance_made_is_retried(rt: Runtime) -> None:
+    class Refused(DurableClient):
+        async def start_new(self, name: str, instance_id: str, _input: Any) -> str:
+            raise Exception("the task hub is not reachable")
+
+    job = queued_import(rt)
+    with pytest.raises(Exception, match="not reachable"):
+        relay(job.id, Refused(None))
