@@ -215,14 +215,19 @@ def request_delete(*, storage: Storage, principal: Principal, dataset_id: str) -
     dataset = get_dataset(storage=storage, principal=principal, dataset_id=dataset_id)
     if dataset.status == DELETING:
         # Asked again: if the delete failed (its worker gave up), send it once more.
-        jobs.change_job(
+        requeued = jobs.change_job(
             storage,
             dataset.active_job,
             lambda job: {"status": jobs.QUEUED, "error": ""} if job.status == jobs.FAILED else None,
             command_to=DELETE_QUEUE,
         )
         jobs.send_command(
-            storage, dataset_id=dataset.id, job_id=dataset.active_job, queue=DELETE_QUEUE, traceparent=None
+            storage,
+            dataset_id=dataset.id,
+            job_id=dataset.active_job,
+            queue=DELETE_QUEUE,
+            traceparent=None,
+            etag=requeued.outbox_etag if requeued else None,
         )
         return dataset.active_job
     if dataset.active_job:

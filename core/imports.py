@@ -301,7 +301,12 @@ def record_decision(*, storage: Storage, principal: Principal, job_id: str, acti
     if updated is None:  # its dataset was deleted meanwhile
         raise NotFound(f"There is no import {job_id!r}.")
     jobs.send_command(
-        storage, dataset_id=updated.dataset_id, job_id=updated.id, queue=IMPORT_QUEUE, traceparent=None
+        storage,
+        dataset_id=updated.dataset_id,
+        job_id=updated.id,
+        queue=IMPORT_QUEUE,
+        traceparent=None,
+        etag=updated.outbox_etag,  # None for a repeated decision: it wrote no command
     )
     return updated
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -97,6 +97,7 @@ class Job:
     status: str
     owner: str
     entity: TableEntity
+    outbox_etag: str | None = None  # the outbox row this process wrote with the job (see send_command)
 
     @property
     def etag(self) -> str:
@@ -185,19 +186,23 @@ def send_command(
 ) -> bool:
     """Send a job's command and clear its outbox row; on failure leave the row for the sweeper.
 
-    With `etag` (the outbox row as read), the row is cleared only if it is still that row: a newer
-    command written meanwhile (its change landed after this send) stays for the sweeper.
+    `etag` is the outbox row as its sender wrote or read it: the row is cleared only if it is still that
+    row, so a newer command written meanwhile (a change that landed during this send) stays for the
+    sweeper. Without one (the caller wrote no row) the command is sent and any row is left alone.
     """
     try:
         storage.send(queue, {"id": job_id, "traceparent": traceparent or current_traceparent()})
     except AzureError:
         log.exception("Could not queue %s for job %s; the outbox sweeper will send it", queue, job_id)
         return False
-    condition: dict[str, Any] = (
-        {} if etag is None else {"etag": etag, "match_condition": MatchConditions.IfNotModified}
-    )
+    if etag is None:
+        return True
     try:
-        datasets_table(storage).delete_entity(dataset_id, outbox_row(job_id), **condition)
+        datasets_table(storage).delete_entity(
+            dataset_id, outbox_row(job_id), etag=etag, match_condition=MatchConditions.IfNotModified
+        )
+    except ResourceModifiedError:
+        log.info("The outbox row of job %s holds a newer command; the sweeper will send it", job_id)
     except AzureError:
         log.warning("Could not clear the outbox row of job %s; it will be sent again (harmless)", job_id)
     return True
@@ -257,6 +262,7 @@ def update_job(storage: Storage, job: Job, *, command_to: str | None = None, **c
     moment = now()
     entity = {"PartitionKey": job.dataset_id, "RowKey": job_row(job.id), "updatedAt": moment, **changes}
     condition: dict[str, Any] = {"etag": job.etag, "match_condition": MatchConditions.IfNotModified}
+    outbox_etag = None
     try:
         if command_to is None:
             etag = datasets_table(storage).update_entity(entity, mode=UpdateMode.MERGE, **condition)["etag"]
@@ -267,7 +273,7 @@ def update_job(storage: Storage, job: Job, *, command_to: str | None = None, **c
                     (TransactionOperation.UPSERT, outbox_entity(job.dataset_id, job.id, command_to)),
                 ]
             )
-            etag = results[0]["etag"]
+            etag, outbox_etag = results[0]["etag"], results[1]["etag"]
     except (ResourceModifiedError, ResourceNotFoundError):
         return None
     except TableTransactionError as error:
@@ -276,7 +282,7 @@ def update_job(storage: Storage, job: Job, *, command_to: str | None = None, **c
         raise
     merged = TableEntity({**job.entity, **entity})
     merged._metadata = {**job.entity.metadata, "etag": etag}
-    return Job.from_entity(merged)
+    return replace(Job.from_entity(merged), outbox_etag=outbox_etag if command_to else None)
 
 
 def change_job(
@@ -352,17 +358,22 @@ def start_job(
             "match_condition": MatchConditions.IfNotModified,
         }
         operations.insert(0, (TransactionOperation.UPDATE, {**claim, "updatedAt": now()}, condition))
-    submit_or_conflict(storage, operations, conflict)
-    send_command(storage, dataset_id=dataset_id, job_id=job_id, queue=queue, traceparent=None)
+    results = submit_or_conflict(storage, operations, conflict)
+    outbox_etag = results[-1]["etag"]  # the outbox row is the transaction's last operation
+    send_command(
+        storage, dataset_id=dataset_id, job_id=job_id, queue=queue, traceparent=None, etag=outbox_etag
+    )
     job = load_job(storage, job_id)
     assert job is not None
     return job
 
 
-def submit_or_conflict(storage: Storage, operations: list[Any], detail: str) -> None:
-    """Commit one transaction in the datasets table; a failed ETag or existing row is a 409 Conflict."""
+def submit_or_conflict(storage: Storage, operations: list[Any], detail: str) -> list[Mapping[str, Any]]:
+    """Commit one transaction in the datasets table; a failed ETag or existing row is a 409 Conflict.
+
+    Returns each operation's result (its ETag), in order."""
     try:
-        datasets_table(storage).submit_transaction(operations)
+        return datasets_table(storage).submit_transaction(operations)
     except TableTransactionError as error:
         if error.status_code in (409, 412):
             raise Conflict(detail) from error

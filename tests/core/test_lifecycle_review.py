@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from core import datasets, exports, imports, jobs, rowerrors, rows
+from core import datasets, exports, imports, jobs, rowerrors, rows, uploads
 from core.auth import Principal
 from core.ids import new_id
-from core.storage import EXPORTS_CONTAINER, WORK_CONTAINER, Storage
+from core.settings import Settings
+from core.storage import EXPORTS_CONTAINER, IMPORT_QUEUE, WORK_CONTAINER, Storage
 from core.validation import RowError
 from tests.core.steps import import_to_review
 
@@ -205,3 +206,57 @@ def test_the_sweeper_keeps_a_command_written_while_it_sent_the_previous_one(
     finally:
         storage.queues.delete_queue(queue)
         jobs.datasets_table(storage).delete_entity(dataset_id, jobs.outbox_row(job_id))  # none is no error
+
+
+@pytest.mark.parametrize("sender", ["start", "decision"])
+def test_a_sender_keeps_a_command_written_while_it_sent_its_own(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, sender: str
+) -> None:
+    """A job's start (and a review decision) clears its own outbox row only: not a newer one written by a
+    change that landed while it sent, whose process then died before its own send."""
+    dataset = datasets.create_dataset(
+        storage=storage, owner=OWNER, body={"name": "outbox", "schema": {"fields": [{"name": "id"}]}}
+    )
+    upload = uploads.store_upload(
+        storage=storage,
+        settings=Settings(storage=storage.config),
+        owner=OWNER,
+        file_name="o.csv",
+        body=b"id\nx\n",
+    )
+    uploads.profile_upload(storage=storage, settings=Settings(storage=storage.config), upload_id=upload["id"])
+    job_id = new_id()
+    real_send = storage.send
+
+    def send(name: str, message: dict[str, Any]) -> None:
+        real_send(name, message)
+        if name == IMPORT_QUEUE and message["id"] == job_id:  # meanwhile: a newer command for the job
+            jobs.datasets_table(storage).upsert_entity(jobs.outbox_entity(dataset.id, job_id, IMPORT_QUEUE))
+
+    body = {"uploadId": upload["id"]}
+    if sender == "decision":  # the import waits for its review; the newer command lands during the approve
+        started = imports.start_import(
+            storage=storage,
+            settings=Settings(storage=storage.config),
+            principal=OWNER,
+            dataset_id=dataset.id,
+            body=body,
+        )
+        job_id = started.id
+        jobs.change_job(storage, job_id, lambda _: {"status": jobs.AWAITING_REVIEW})
+        monkeypatch.setattr(storage, "send", send)
+        imports.record_decision(storage=storage, principal=OWNER, job_id=job_id, action="approve")
+    else:
+        monkeypatch.setattr(storage, "send", send)
+        monkeypatch.setattr(imports, "new_id", lambda: job_id)
+        imports.start_import(
+            storage=storage,
+            settings=Settings(storage=storage.config),
+            principal=OWNER,
+            dataset_id=dataset.id,
+            body=body,
+        )
+    monkeypatch.undo()
+    jobs.datasets_table(storage).get_entity(
+        dataset.id, jobs.outbox_row(job_id)
+    )  # still there, for the sweeper
