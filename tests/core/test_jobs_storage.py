@@ -79,11 +79,26 @@ def create_job(storage: Storage, *, status: str = jobs.QUEUED) -> jobs.Job:
 
 def test_send_command_queues_the_command_and_clears_the_outbox_row(storage: Storage, queue_name: str) -> None:
     dataset_id, job_id = write_outbox(storage, queue=queue_name, created_ago=timedelta(0))
+    written = jobs.datasets_table(storage).get_entity(dataset_id, jobs.outbox_row(job_id))
     assert jobs.send_command(
-        storage, dataset_id=dataset_id, job_id=job_id, queue=queue_name, traceparent=TRACEPARENT
+        storage,
+        dataset_id=dataset_id,
+        job_id=job_id,
+        queue=queue_name,
+        traceparent=TRACEPARENT,
+        etag=written.metadata["etag"],
     )
     assert messages(storage, queue_name) == [{"id": job_id, "traceparent": TRACEPARENT}]
     assert not outbox_exists(storage, dataset_id, job_id)
+
+
+def test_send_command_without_the_rows_etag_leaves_the_row_alone(storage: Storage, queue_name: str) -> None:
+    dataset_id, job_id = write_outbox(storage, queue=queue_name, created_ago=timedelta(0))
+    assert jobs.send_command(
+        storage, dataset_id=dataset_id, job_id=job_id, queue=queue_name, traceparent=None
+    )
+    assert outbox_exists(storage, dataset_id, job_id)  # not this sender's row: the sweeper's
+    jobs.datasets_table(storage).delete_entity(dataset_id, jobs.outbox_row(job_id))
 
 
 def test_a_failed_send_leaves_the_outbox_row_for_the_sweeper(storage: Storage) -> None:
