@@ -4,7 +4,7 @@ The first request claims the key (a conditional create), does the work and store
 with the same request replays that answer, a repeat with a different request is refused (422), and a
 repeat while the first is still running gets 409. Failed requests (4xx/5xx) release the key, so the
 caller can fix the request and send it again with the same key. A claim left by a process that died
-is taken over after ``STALE_CLAIM``.
+is taken over after ``STALE_CLAIM``. Keys are kept for ``KEEP_KEYS`` (``forget_old_keys``, hourly).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from azure.core import MatchConditions
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 MAX_KEY_CHARS: Final = 255
 MAX_STORED_BODY_UNITS: Final = 30_000  # UTF-16 units, as Table Storage counts them (≤ 32,767 a string)
 STALE_CLAIM: Final = timedelta(minutes=2)
+KEEP_KEYS: Final = timedelta(hours=24)  # how long a key's answer is replayed (as common APIs do)
 CLAIM_ATTEMPTS: Final = 3
 _STILL_RUNNING: Final = "A request with this Idempotency-Key is still being processed; try again shortly."
 
@@ -144,3 +145,23 @@ def answer_of(status: int, body: Any, location: str | None) -> Answer:
     """Build an Answer from a response's parts."""
     text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
     return Answer(status, text, location)
+
+
+def forget_old_keys(storage: Storage, *, now: datetime | None = None) -> int:
+    """Delete the keys claimed more than KEEP_KEYS ago; return how many. A key claimed again meanwhile
+    (a stale claim taken over) changed its ETag and stays."""
+    table = _table(storage)
+    forgotten = 0
+    before = (now or jobs.now()) - KEEP_KEYS
+    for entity in table.query_entities("claimedAt lt @before", parameters={"before": before}):
+        try:
+            table.delete_entity(
+                entity["PartitionKey"],
+                entity["RowKey"],
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+            forgotten += 1
+        except (ResourceModifiedError, ResourceNotFoundError):
+            continue
+    return forgotten

@@ -1,4 +1,4 @@
-"""Every minute: re-send profile commands that were lost, and fail uploads nobody finished."""
+"""Timers: re-send lost commands, fail uploads nobody finished, forget old Idempotency-Keys."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import azure.functions as func
 from opentelemetry.trace import SpanKind
 
-from core import jobs, uploads
+from core import idempotency, jobs, uploads
 from core.runtime import runtime
 from core.telemetry import function_span
 from queue_workers.blueprint import bp
@@ -31,3 +31,11 @@ def sweep_outbox(timer: func.TimerRequest) -> None:
         sent = jobs.sweep_outbox(runtime().storage)
     if sent:
         log.warning("Outbox sweep: sent %d lost commands", sent)
+
+
+@bp.timer_trigger(arg_name="timer", schedule="0 17 * * * *", run_on_startup=False)
+def sweep_idempotency_keys(timer: func.TimerRequest) -> None:
+    """Forget Idempotency-Keys past the time their answers are replayed for (hourly)."""
+    with function_span("sweep_idempotency_keys", traceparent=None, kind=SpanKind.INTERNAL):
+        forgotten = idempotency.forget_old_keys(runtime().storage)
+    log.info("Idempotency sweep: forgot %d keys", forgotten)
