@@ -650,9 +650,9 @@ def _parameters() -> dict[str, Schema]:
             "name": IDEMPOTENCY_HEADER,
             "in": "header",
             "description": (
-                "Send the request at most once: a repeat with the same key gets the first answer "
-                "(with `Idempotent-Replayed: true`); the same key on a different request is a 422, and a "
-                "repeat while the first is still running a 409."
+                "Send the request at most once: a repeat with the same key within 24 hours gets the first "
+                "answer (with `Idempotent-Replayed: true`); the same key on a different request is a 422, "
+                "and a repeat while the first is still running a 409."
             ),
             "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS},
         },
