@@ -16,6 +16,7 @@ Sending twice is harmless: every handler is idempotent. ``jobs`` maps a job id t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Iterator, Mapping
@@ -358,7 +359,12 @@ def start_job(
             "match_condition": MatchConditions.IfNotModified,
         }
         operations.insert(0, (TransactionOperation.UPDATE, {**claim, "updatedAt": now()}, condition))
-    results = submit_or_conflict(storage, operations, conflict)
+    try:
+        results = submit_or_conflict(storage, operations, conflict)
+    except Conflict:  # nothing was written but the index row, which now points nowhere
+        with contextlib.suppress(AzureError):
+            jobs_index(storage).delete_entity(job_id, "job")
+        raise
     outbox_etag = results[-1]["etag"]  # the outbox row is the transaction's last operation
     send_command(
         storage, dataset_id=dataset_id, job_id=job_id, queue=queue, traceparent=None, etag=outbox_etag

@@ -483,3 +483,24 @@ def test_a_claim_released_and_taken_again_every_time_is_a_conflict(
         claim(storage, user, key, new_id())
     assert caught.value.status == 409
     assert reads > 1  # it did try again
+
+
+def test_a_job_refused_its_claim_leaves_no_index_row(storage: Storage, queue_name: str) -> None:
+    """The claim's ETag no longer matches (another job claimed the dataset): 409, and nothing is left."""
+    dataset_id, job_id = new_id(), new_id()
+    jobs.datasets_table(storage).create_entity({"PartitionKey": dataset_id, "RowKey": jobs.DATASET_ROW})
+    with pytest.raises(Conflict, match="taken"):
+        jobs.start_job(
+            storage,
+            dataset_id=dataset_id,
+            kind=jobs.EXPORT,
+            owner=OWNER,
+            queue=queue_name,
+            fields={},
+            conflict="taken",
+            claim_etag="W/\"datetime'2001-01-01T00%3A00%3A00.0000000Z'\"",
+            job_id=job_id,
+        )
+    with pytest.raises(ResourceNotFoundError):
+        jobs.jobs_index(storage).get_entity(job_id, "job")
+    assert jobs.load_job(storage, job_id) is None
