@@ -147,6 +147,7 @@ def store_upload(
     stored = storage.blobs.get_blob_client(UPLOADS_CONTAINER, upload_id).upload_blob(body, overwrite=True)
     entity = _new_entity(upload_id, owner, name, UPLOADED, len(body))
     entity["blobEtag"] = stored["etag"]
+    entity["traceparent"] = current_traceparent() or ""  # a re-sent command continues this trace
     _uploads(storage).create_entity(entity)
     _send_profile_request(storage, upload_id)
     return {
@@ -186,7 +187,12 @@ def commit_upload(*, storage: Storage, settings: Settings, principal: Principal,
         # The blob's ETag pins what was committed: the upload URL stays valid for a while, and a
         # later overwrite must not change what gets profiled or imported.
         committed = _try_update(
-            storage, upload, status=UPLOADED, size=properties.size, blobEtag=properties.etag
+            storage,
+            upload,
+            status=UPLOADED,
+            size=properties.size,
+            blobEtag=properties.etag,
+            traceparent=current_traceparent() or "",  # a re-sent command continues this trace
         )
         if committed is None:  # a concurrent commit won (its command is on its way), or the sweeper
             return _not_failed(get_upload(storage=storage, principal=principal, upload_id=upload_id))
@@ -306,7 +312,7 @@ def sweep_uploads(*, storage: Storage, now: datetime | None = None) -> dict[str,
     ):
         touched = _try_update(storage, Upload.from_entity(entity), status=UPLOADED)
         if touched is not None:
-            _send_profile_request(storage, touched.id)
+            _send_profile_request(storage, touched.id, entity.get("traceparent") or None)
             counts["resent"] += 1
     for entity in table.query_entities(
         "status eq @status and updatedAt lt @before",
@@ -346,9 +352,10 @@ def parse_message(body: bytes) -> tuple[str, str | None]:
     return message["id"], traceparent if isinstance(traceparent, str) else None
 
 
-def _send_profile_request(storage: Storage, upload_id: str) -> None:
-    """Queue the command; if the send fails, the sweeper re-sends it (the upload stays `uploaded`)."""
-    message = {"id": upload_id, "traceparent": current_traceparent()}  # ids only: a claim check
+def _send_profile_request(storage: Storage, upload_id: str, traceparent: str | None = None) -> None:
+    """Queue the command; if the send fails, the sweeper re-sends it (the upload stays `uploaded`) in the
+    trace of the request that committed the upload (`traceparent`)."""
+    message = {"id": upload_id, "traceparent": traceparent or current_traceparent()}  # ids only
     try:
         storage.send(PROFILE_QUEUE, message)
     except AzureError:

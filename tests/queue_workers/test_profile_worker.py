@@ -268,3 +268,19 @@ def test_a_commit_that_loses_to_the_sweep_is_refused(rt: Runtime, monkeypatch: p
             storage=rt.storage, settings=rt.settings, principal=OWNER, upload_id=ticket["id"]
         )
     assert uploads._try_update is update  # the sweep did run
+
+
+def test_a_resent_command_continues_the_trace_of_the_upload(rt: Runtime) -> None:
+    from core.telemetry import function_span
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with function_span("store", traceparent=f"00-{trace_id}-00f067aa0ba902b7-01", kind=trace.SpanKind.SERVER):
+        stored = uploads.store_upload(
+            storage=rt.storage, settings=rt.settings, owner=OWNER, file_name="t.csv", body=b"a\n1\n"
+        )
+    take_message(rt)  # the command is lost
+    uploads.sweep_uploads(storage=rt.storage, now=datetime.now(UTC) + timedelta(hours=2))
+    resent = {}
+    while resent.get("id") != stored["id"]:  # earlier tests' lost commands are re-sent too
+        resent = json.loads(take_message(rt).get_body())
+    assert resent["traceparent"].split("-")[1] == trace_id  # not the sweeper's own trace
