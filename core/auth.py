@@ -19,6 +19,9 @@ PRINCIPAL_HEADER = "x-ms-client-principal"
 ADMIN_ROLE = "admin"
 _BUILT_IN_ROLES = frozenset({"anonymous", "authenticated"})
 _MAX_HEADER_CHARS = 16_384
+# Real ids are short (an Entra object id is 36 characters, an OpenID `sub` at most 255): a longer one, or
+# one with control characters, did not come from an identity provider and would end up in logs and keys.
+_MAX_USER_ID_CHARS = 512
 
 # Claim types App Service Authentication uses for a user's stable id, in order of preference.
 _ID_CLAIMS = (
@@ -64,6 +67,8 @@ def principal_from_header(value: str | None) -> Principal:
         principal = _from_swa(payload)
     if not principal.user_id:
         raise Unauthorized("Sign in to use this API.")
+    if len(principal.user_id) > _MAX_USER_ID_CHARS or not principal.user_id.isprintable():
+        raise Unauthorized("The client principal's user id is not a valid identifier.")
     return principal
 
 
@@ -94,6 +99,9 @@ def _from_swa(payload: dict[str, Any]) -> Principal:
     roles = payload.get("userRoles") or []
     if not isinstance(roles, list):
         raise Unauthorized("userRoles in the client principal must be a list.")
+    names = {_text(role).lower() for role in roles}
+    if "anonymous" in names and "authenticated" not in names:  # SWA's own word: this caller is not signed in
+        raise Unauthorized("Sign in to use this API.")
     return Principal(
         user_id=_text(payload.get("userId")),
         user_details=_text(payload.get("userDetails")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,6 +99,13 @@ def _storage_config(environ: Mapping[str, str], problems: list[str]) -> StorageC
                 f"{STORAGE_SETTING} is not a storage connection string (no {' or '.join(missing)})."
             )
             return None
+        if not _is_account_key(parts["AccountKey"]):
+            # Never echo the value: it is the account's secret.
+            problems.append(
+                f"{STORAGE_SETTING} has an AccountKey that is not a storage account key (a key is the "
+                "base64 text the portal shows under Access keys); is it still a placeholder?"
+            )
+            return None
         return StorageConfig(connection_string=connection_string)
     # Identity-based connection, as the Functions host reads it: <prefix>__accountName or __*ServiceUri.
     prefix = f"{STORAGE_SETTING}__"
@@ -122,6 +131,14 @@ def _storage_config(environ: Mapping[str, str], problems: list[str]) -> StorageC
         table_url=urls["table"],
         client_id=environ.get(prefix + "clientId") or None,
     )
+
+
+def _is_account_key(text: str) -> bool:
+    """A storage account key is base64 of (at least) 32 bytes; placeholders such as `<key>` are not."""
+    try:
+        return len(base64.b64decode(text.strip(), validate=True)) >= 32
+    except (binascii.Error, ValueError):
+        return False
 
 
 def _int(environ: Mapping[str, str], key: str, default: int, low: int, high: int, problems: list[str]) -> int:

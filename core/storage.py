@@ -162,7 +162,8 @@ class Storage:
                 permission=permission,
                 start=start,
                 expiry=expiry,
-                protocol=None,
+                # Azurite speaks http; a real account's key-signed URL must not work over plain http.
+                protocol="https" if client.url.startswith("https://") else None,
                 content_disposition=content_disposition,
             )
         else:

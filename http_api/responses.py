@@ -101,7 +101,7 @@ def endpoint(
                 kind=SpanKind.SERVER,
                 attributes={"http.request.method": req.method},
             ) as span:
-                answer = respond(req)
+                answer = _secured(respond(req))
                 span.set_attribute("http.response.status_code", answer.status_code)
                 if answer.status_code >= 500:
                     mark_failed(span, f"HTTP {answer.status_code}")
@@ -142,6 +142,18 @@ def endpoint(
         return run
 
     return wrap
+
+
+# Every API answer is private to its caller and never to be content-sniffed into something runnable.
+_ANSWER_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
+def _secured(answer: func.HttpResponse) -> func.HttpResponse:
+    """Add the headers every answer needs, keeping any a handler chose (an ETag's Cache-Control)."""
+    for name, value in _ANSWER_HEADERS.items():
+        if name not in answer.headers:
+            answer.headers[name] = value
+    return answer
 
 
 def _once(req: func.HttpRequest, principal: Principal, key: str, handler: Handler) -> func.HttpResponse:

@@ -10,7 +10,8 @@ import pytest
 from core.settings import DEVELOPMENT_STORAGE, Settings, SettingsError
 
 AZURITE = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "BlobEndpoint=http://127.0.0.1:1/devstoreaccount1;"
 )
 
