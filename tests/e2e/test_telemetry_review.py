@@ -12,9 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -23,6 +21,7 @@ from core import telemetry
 from devhost.azurite import Azurite
 from devhost.host import Host
 from devhost.processes import REPO_ROOT
+from tests.conftest import span_exporter
 from tests.e2e.conftest import principal_header
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -33,13 +32,7 @@ CSV = b"id,name\n1,Secret Alice\n2,Secret Bob\n"
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):  # another module may have installed the SDK's already
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    return span_exporter()
 
 
 @pytest.fixture(scope="module")

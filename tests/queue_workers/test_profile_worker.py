@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 from azure.functions.queue import QueueMessage
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from core import uploads
@@ -21,17 +19,14 @@ from core.auth import Principal
 from core.errors import Conflict, LimitExceeded
 from core.runtime import Runtime
 from core.storage import PROFILE_QUEUE, UPLOADS_CONTAINER
+from tests.conftest import span_exporter
 
 OWNER = Principal(user_id="worker-test", user_details="w", identity_provider="aad", roles=frozenset())
-_EXPORTER = InMemorySpanExporter()
 
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    trace.set_tracer_provider(provider)
-    return _EXPORTER
+    return span_exporter()
 
 
 def handler() -> Any:
