@@ -16,6 +16,7 @@ import contextlib
 import csv
 import io
 import logging
+import unicodedata
 from collections.abc import Iterator
 from typing import Any, Final
 
@@ -95,8 +96,12 @@ def _file_name(storage: Storage, job: Job) -> str:
 
 
 def export_file_name(dataset_name: str, job_id: str) -> str:
-    """Return a download file name made of safe characters."""
-    stem = "".join(char if char.isalnum() or char in "-_" else "-" for char in dataset_name)[:60].strip("-")
+    """Return a download file name made of ASCII letters, digits, `-` and `_` ("Müller" → "Muller").
+
+    It travels in the SAS URL and comes back in a Content-Disposition header, where only ASCII is safe.
+    """
+    plain = unicodedata.normalize("NFKD", dataset_name).encode("ascii", "ignore").decode()
+    stem = "".join(char if char.isalnum() or char in "-_" else "-" for char in plain)[:60].strip("-")
     return f"{stem or 'dataset'}-{job_id}.csv"
 
 

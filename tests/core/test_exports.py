@@ -166,3 +166,16 @@ def test_a_delete_under_way_before_the_first_page_fails_the_export_instead_of_co
 
     assert datasets.delete_dataset(storage=storage, job_id=delete_id) == jobs.COMPLETED
     assert jobs.load_job(storage, export.id) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Müller 2024", "Muller-2024-j.csv"),
+        ("日本", "dataset-j.csv"),
+        ('a/b\\c"d', "a-b-c-d-j.csv"),
+        ("ﬁle", "file-j.csv"),
+    ],
+)
+def test_an_export_file_name_is_plain_ascii(name: str, expected: str) -> None:
+    assert exports.export_file_name(name, "j") == expected
