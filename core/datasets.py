@@ -203,10 +203,8 @@ def _readable(entity: TableEntity) -> Dataset | None:
     """Read a listed dataset; one that cannot be read is logged and left out, not the whole list."""
     try:
         return Dataset.from_entity(entity)
-    except Invalid:
-        log.error(
-            "Dataset %s has a stored schema that does not read", entity.get("PartitionKey"), exc_info=True
-        )
+    except (Invalid, KeyError, ValueError):  # a schema that no longer reads, or a row missing properties
+        log.error("Dataset %s cannot be read; it is left out", entity.get("PartitionKey"), exc_info=True)
         return None
 
 

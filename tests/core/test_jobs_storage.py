@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from core import idempotency, jobs
+from core import datasets, idempotency, jobs
 from core.auth import Principal
 from core.errors import BadRequest, Conflict, Invalid
 from core.idempotency import STALE_CLAIM, Answer
@@ -487,8 +487,10 @@ def test_a_claim_released_and_taken_again_every_time_is_a_conflict(
 
 def test_a_job_refused_its_claim_leaves_no_index_row(storage: Storage, queue_name: str) -> None:
     """The claim's ETag no longer matches (another job claimed the dataset): 409, and nothing is left."""
-    dataset_id, job_id = new_id(), new_id()
-    jobs.datasets_table(storage).create_entity({"PartitionKey": dataset_id, "RowKey": jobs.DATASET_ROW})
+    dataset = datasets.create_dataset(
+        storage=storage, owner=OWNER, body={"name": "claimed", "schema": {"fields": [{"name": "id"}]}}
+    )
+    dataset_id, job_id = dataset.id, new_id()
     with pytest.raises(Conflict, match="taken"):
         jobs.start_job(
             storage,
