@@ -2,6 +2,7 @@
 
 import { ApiError, api, query } from "../lib/api.js";
 import { announce, cell, count, field, h, replace, sleep, table, when } from "../lib/dom.js";
+import { pager } from "../lib/pager.js";
 
 const PAGE_ROWS = 25;
 
@@ -122,45 +123,18 @@ function findRow(dataset, names, problem, signal) {
 
 function browse(dataset, area, problem, signal) {
   const names = dataset.schema.fields.map((item) => item.name);
-  const cursors = [null];
-  let position = 0;
-  let busy = false;
   const status = h("p", { class: "muted", role: "status" });
   const previous = h("button", { type: "button", class: "button" }, "Previous");
   const next = h("button", { type: "button", class: "button" }, "Next");
   const holder = h("div");
   replace(area, holder, h("div", { class: "pager" }, previous, status, next), findRow(dataset, names, problem, signal));
-
-  // The buttons stay enabled while a page loads (a disabled button loses the keyboard focus); clicks
-  // during a load are ignored. A button that ends up disabled hands its focus to the new page.
-  async function show(step) {
-    if (busy) return;
-    busy = true;
-    const from = position;
-    position += step;
-    try {
-      const page = await api.get(`/datasets/${dataset.id}/rows${query({ cursor: cursors[position], limit: PAGE_ROWS })}`, { signal });
-      cursors[position + 1] = page.next;
-      replace(holder, page.items.length
-        ? table(`Rows, page ${position + 1}`, ["Key", ...names], page.items.map((row) => [row.key, ...names.map((name) => cell(row.values[name]))]))
-        : h("p", { class: "muted" }, "No rows yet."));
-      status.textContent = page.items.length ? `Page ${position + 1}` : "";
-    } catch (error) {
-      position = from;
-      if (error.name !== "AbortError") replace(holder, problem(error));
-    } finally {
-      busy = false;
-    }
-    const focused = document.activeElement;
-    previous.disabled = position === 0;
-    next.disabled = !cursors[position + 1];
-    if ((focused === previous || focused === next) && focused.disabled) {
-      (holder.querySelector(".table-wrap") || (focused === previous ? next : previous)).focus();
-    }
-  }
-  previous.addEventListener("click", () => show(-1));
-  next.addEventListener("click", () => show(1));
-  show(0);
+  pager({
+    holder, previous, next, status, problem,
+    load: (cursor) => api.get(`/datasets/${dataset.id}/rows${query({ cursor, limit: PAGE_ROWS })}`, { signal }),
+    render: (page, position) => (page.items.length
+      ? table(`Rows, page ${position + 1}`, ["Key", ...names], page.items.map((row) => [row.key, ...names.map((name) => cell(row.values[name]))]))
+      : h("p", { class: "muted" }, "No rows yet.")),
+  });
 }
 
 function exportPanel(dataset, area, problem, signal) {

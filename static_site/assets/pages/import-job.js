@@ -2,6 +2,7 @@
 
 import { api, query } from "../lib/api.js";
 import { announce, cell, count, h, replace, sleep, table, when } from "../lib/dom.js";
+import { pager } from "../lib/pager.js";
 
 const RUNNING = new Set(["queued", "validating", "applying"]);
 const PHASES = {
@@ -117,38 +118,14 @@ function summaryTable(job) {
 
 function errorsPanel(job, problem, signal) {
   const holder = h("div", { id: "error-rows" });
-  const cursors = [null];
-  let position = 0;
   const previous = h("button", { type: "button", class: "button" }, "Previous errors");
   const next = h("button", { type: "button", class: "button" }, "Next errors");
-  let busy = false;
-  // As on the rows pager: the buttons stay enabled while a page loads, so the keyboard focus stays.
-  async function show(step) {
-    if (busy) return;
-    busy = true;
-    const from = position;
-    position += step;
-    try {
-      const page = await api.get(`/imports/${job.id}/errors${query({ cursor: cursors[position], limit: ERRORS_PAGE })}`, { signal });
-      cursors[position + 1] = page.next;
-      replace(holder, table(`Row errors, page ${position + 1}`, ["Row", "Column", "Problem", "Value"],
-        page.items.map((error) => [String(error.row), error.column, error.message, cell(error.value)])));
-    } catch (error) {
-      position = from;
-      if (error.name !== "AbortError") replace(holder, problem(error));
-    } finally {
-      busy = false;
-    }
-    const focused = document.activeElement;
-    previous.disabled = position === 0;
-    next.disabled = !cursors[position + 1];
-    if ((focused === previous || focused === next) && focused.disabled) {
-      (holder.querySelector(".table-wrap") || (focused === previous ? next : previous)).focus();
-    }
-  }
-  previous.addEventListener("click", () => show(-1));
-  next.addEventListener("click", () => show(1));
-  show(0);
+  pager({
+    holder, previous, next, problem,
+    load: (cursor) => api.get(`/imports/${job.id}/errors${query({ cursor, limit: ERRORS_PAGE })}`, { signal }),
+    render: (page, position) => table(`Row errors, page ${position + 1}`, ["Row", "Column", "Problem", "Value"],
+      page.items.map((error) => [String(error.row), error.column, error.message, cell(error.value)])),
+  });
   const stored = job.errorsStored !== null && job.errorsStored !== undefined && job.errorsStored < job.counts.invalid
     ? h("p", { class: "muted" }, `The first ${count(job.errorsStored)} errors are kept; the counts above are complete.`)
     : null;
