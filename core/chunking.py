@@ -49,8 +49,8 @@ def plan_chunks(
     """Return the header (or generated names) and the chunks of chunk_rows data rows each (the last fewer).
 
     The file was profiled with ``read_records`` already, so it is well-formed; each chunk's validator
-    reads its range with ``read_records`` again and checks it finds the planned number of rows. A record
-    starting with U+FEFF stays in the chunk before it, which then holds more.
+    reads its range with ``read_records`` again (``opens_file`` only for the chunk at byte 0) and checks
+    it finds the planned number of rows.
     """
     codec = codecs.lookup("utf-8" if encoding == "utf-8-sig" else encoding)
     consumed = [{"utf-8-sig": 3, "utf-16-le": 2, "utf-16-be": 2}.get(encoding, 0)]
@@ -70,15 +70,12 @@ def plan_chunks(
     else:
         header, start, rows = [f"field{position}" for position in range(1, len(first) + 1)], 0, 1
     chunks: list[ChunkPlan] = []
-    first_row, end = 1, consumed[0]
-    for record in records:
-        # A chunk is decoded on its own, and DecodedText drops a U+FEFF that opens its text as a byte order
-        # mark: a record whose first field starts with one (data, not a mark) must not open a chunk.
-        if rows >= chunk_rows and not record[0].startswith("\ufeff"):
-            chunks.append(ChunkPlan(len(chunks), start, end, first_row, rows))
-            start, first_row, rows = end, first_row + rows, 0
+    first_row = 1
+    for _record in records:
         rows += 1
-        end = consumed[0]
+        if rows == chunk_rows:
+            chunks.append(ChunkPlan(len(chunks), start, consumed[0], first_row, rows))
+            start, first_row, rows = consumed[0], first_row + rows, 0
     if rows:
         chunks.append(ChunkPlan(len(chunks), start, consumed[0], first_row, rows))
     return header, chunks

@@ -115,7 +115,11 @@ class DecodedText:
     docstring); ``has_content`` says, after iteration, whether any character was not whitespace.
     """
 
-    def __init__(self, chunks: Iterable[bytes], *, encoding: str | None = None) -> None:
+    def __init__(
+        self, chunks: Iterable[bytes], *, encoding: str | None = None, opens_file: bool = True
+    ) -> None:
+        """`opens_file`: the bytes start the file, where a U+FEFF is a byte order mark, not data (a chunk
+        that starts later keeps it)."""
         self._chunks = iter(chunks)
         parts: list[bytes] = []
         size = 0
@@ -134,7 +138,9 @@ class DecodedText:
             self.encoding, self._decoder, self.sample = self._sniff(prefix)
         else:
             self.encoding, self._decoder = encoding, _new_decoder(encoding)
-            self.sample = self._decode(prefix, final=self.complete).removeprefix("\ufeff")
+            self.sample = self._decode(prefix, final=self.complete)
+            if opens_file:
+                self.sample = self.sample.removeprefix("\ufeff")
         # While everything decoded is ASCII, a late switch from UTF-8 to cp1252 changes nothing already read.
         self._ascii_so_far = self.sample.isascii()
         self._fallback = encoding is None and self.encoding == "utf-8"

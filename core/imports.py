@@ -470,7 +470,7 @@ def _chunk(storage: Storage, job: Job, index: int) -> tuple[ChunkPlan, Any]:
 
 def _records(storage: Storage, ctx: _Context, chunk: ChunkPlan) -> Iterator[list[str]]:
     encoding = chunk_encoding(ctx.job.get("encoding"), chunk.start)
-    text = DecodedText(_blob(storage, ctx.job, chunk), encoding=encoding)
+    text = DecodedText(_blob(storage, ctx.job, chunk), encoding=encoding, opens_file=chunk.start == 0)
     return read_records(
         text,
         ctx.dialect,

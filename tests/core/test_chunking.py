@@ -27,8 +27,8 @@ def _file(line_end: str, seed: int) -> str:
     return buffer.getvalue()
 
 
-def _records(data: bytes, encoding: str) -> list[list[str]]:
-    text = DecodedText([data], encoding=encoding)
+def _records(data: bytes, encoding: str, *, opens_file: bool = True) -> list[list[str]]:
+    text = DecodedText([data], encoding=encoding, opens_file=opens_file)
     return list(read_records(text, DIALECT, max_columns=10, max_field_chars=1000))
 
 
@@ -52,7 +52,8 @@ def test_chunks_read_back_to_the_whole_file(encoding: str, line_end: str) -> Non
     for index, chunk in enumerate(chunks):
         assert chunk.index == index
         assert chunk.first_row == len(seen) + 1
-        part = _records(data[chunk.start : chunk.end], chunk_encoding(encoding, chunk.start))
+        encoded = chunk_encoding(encoding, chunk.start)
+        part = _records(data[chunk.start : chunk.end], encoded, opens_file=chunk.start == 0)
         assert len(part) == chunk.rows
         seen += part
     assert seen == whole[1:]
@@ -88,9 +89,10 @@ def test_a_record_starting_with_u_feff_reads_back_whole_from_its_chunk(encoding:
     )
     seen: list[list[str]] = []
     for chunk in chunks:
-        part = _records(data[chunk.start : chunk.end], chunk_encoding(encoding, chunk.start))
+        encoded = chunk_encoding(encoding, chunk.start)
+        part = _records(data[chunk.start : chunk.end], encoded, opens_file=chunk.start == 0)
         assert len(part) == chunk.rows
         seen += part
     expected = [["1", "a"], ["\ufeff2", "b"], ["\ufeff3", "c"], ["4", "d"]]
     assert seen == _records(data, encoding)[1:] == expected
-    assert [chunk.rows for chunk in chunks] == [3, 1]
+    assert [chunk.rows for chunk in chunks] == [1, 1, 1, 1]  # chunks start at those records too

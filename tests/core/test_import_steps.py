@@ -324,3 +324,18 @@ def test_repeating_a_decision_made_in_time_is_no_error_after_the_window(storage:
     assert again.get("decision") == "approved"
     with pytest.raises(Conflict, match="already approved"):
         imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="reject")
+
+
+def test_a_row_opening_with_u_feff_keeps_it_when_its_chunk_starts_there(storage: Storage) -> None:
+    """Only the file's first bytes can hold a byte order mark: a chunk starting at such a row keeps it."""
+    settings = Settings(storage=storage.config, chunk_rows=1)
+    schema = {"fields": [{"name": "code", "type": "string"}], "primaryKey": "code"}
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "bom", "schema": schema})
+    body = "\ufeffcode\na\n\ufeffb\n".encode()  # a BOM, then a header and two rows
+    job, chunks = import_to_review(storage, OWNER, dataset.id, body, settings=settings)
+    assert chunks == 2
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
+    stored = storage.tables.get_table_client(job.get("rowsTable")).list_entities()
+    assert sorted(entity["code"] for entity in stored) == ["a", "\ufeffb"]
