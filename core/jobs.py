@@ -361,11 +361,15 @@ def start_job(
         operations.insert(0, (TransactionOperation.UPDATE, {**claim, "updatedAt": now()}, condition))
     try:
         results = submit_or_conflict(storage, operations, conflict)
-    except Conflict:  # nothing was written but the index row, which now points nowhere
-        with contextlib.suppress(AzureError):
-            jobs_index(storage).delete_entity(job_id, "job")
-        raise
-    outbox_etag = results[-1]["etag"]  # the outbox row is the transaction's last operation
+        outbox_etag: str | None = results[-1]["etag"]  # the outbox row is the transaction's last operation
+    except Conflict:
+        # Refused, or landed on a first try whose answer was lost and refused on the SDK's retry: only the
+        # job row tells. A refused job leaves its index row pointing nowhere, so it goes.
+        if load_job(storage, job_id) is None:
+            with contextlib.suppress(AzureError):
+                jobs_index(storage).delete_entity(job_id, "job")
+            raise
+        outbox_etag = None  # it landed: send, and leave the row to the sweeper
     send_command(
         storage, dataset_id=dataset_id, job_id=job_id, queue=queue, traceparent=None, etag=outbox_etag
     )

@@ -506,3 +506,31 @@ def test_a_job_refused_its_claim_leaves_no_index_row(storage: Storage, queue_nam
     with pytest.raises(ResourceNotFoundError):
         jobs.jobs_index(storage).get_entity(job_id, "job")
     assert jobs.load_job(storage, job_id) is None
+
+
+def test_a_job_that_landed_though_its_answer_was_a_conflict_goes_on(
+    storage: Storage, queue_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first try committed, its answer was lost, and the SDK's retry was refused (409/412)."""
+    dataset = datasets.create_dataset(
+        storage=storage, owner=OWNER, body={"name": "landed", "schema": {"fields": [{"name": "id"}]}}
+    )
+    submit = jobs.submit_or_conflict
+
+    def landed_then_refused(*args: Any) -> Any:
+        submit(*args)
+        raise Conflict("taken")
+
+    monkeypatch.setattr(jobs, "submit_or_conflict", landed_then_refused)
+    job = jobs.start_job(
+        storage,
+        dataset_id=dataset.id,
+        kind=jobs.EXPORT,
+        owner=OWNER,
+        queue=queue_name,
+        fields={},
+        conflict="taken",
+        claim_etag=dataset.etag,
+    )
+    assert jobs.load_job(storage, job.id) is not None  # still found through its index row
+    assert messages(storage, queue_name) == [{"id": job.id, "traceparent": None}]
