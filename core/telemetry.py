@@ -17,8 +17,9 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("loadbay")
 _configured = False
-# Loadbay's loggers: "loadbay.*" and the module loggers (logging.getLogger(__name__)) of its packages.
-APP_LOGGERS = ("loadbay", "core", "http_api", "queue_workers", "orchestrations")
+# Loadbay's loggers: "loadbay.*", and the module loggers (logging.getLogger(__name__)) of its packages.
+ROOT_LOGGER = "loadbay"
+PACKAGE_LOGGERS = ("core", "http_api", "queue_workers", "orchestrations")
 
 
 def configure_telemetry(environ: Mapping[str, str] = os.environ) -> bool:
@@ -30,10 +31,10 @@ def configure_telemetry(environ: Mapping[str, str] = os.environ) -> bool:
     # Imported here: the exporter is heavy, and local runs without Application Insights skip it.
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    configure_azure_monitor(connection_string=connection_string, logger_name=APP_LOGGERS[0])
+    configure_azure_monitor(connection_string=connection_string, logger_name=ROOT_LOGGER)
     # It exports one logger's records; the module loggers are not under "loadbay", so give them its handler.
-    handlers = logging.getLogger(APP_LOGGERS[0]).handlers
-    for name in APP_LOGGERS[1:]:
+    handlers = logging.getLogger(ROOT_LOGGER).handlers
+    for name in PACKAGE_LOGGERS:
         for handler in handlers:
             logging.getLogger(name).addHandler(handler)
     _configured = True

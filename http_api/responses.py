@@ -167,7 +167,6 @@ def _once(req: func.HttpRequest, principal: Principal, key: str, handler: Handle
     if stored is not None:
         headers = {
             "Idempotent-Replayed": "true",
-            "Cache-Control": "no-store",  # as private as the first answer
             **({"Location": stored.location} if stored.location else {}),
             **({"Retry-After": "1"} if stored.status == 202 else {}),  # the first 202 said when to poll
         }

@@ -71,10 +71,15 @@ export async function render(main, [jobId], { problem, signal }) {
     }
     if (!RUNNING.has(job.status) && job.status !== "awaiting_review") return undefined;
     nap = new AbortController();
+    const wake = nap;
+    const leave = () => wake.abort();  // leaving the page ends the wait too (AbortSignal.any is too new)
+    signal.addEventListener("abort", leave, { once: true });
     try {
-      await sleep(delay, AbortSignal.any([signal, nap.signal]));
+      await sleep(delay, wake.signal);
     } catch (error) {
       if (signal.aborted) throw error;
+    } finally {
+      signal.removeEventListener("abort", leave);
     }
     delay = Math.min(delay * 1.5, 5000);
     job = await api.poll(`/imports/${jobId}`, { signal });

@@ -91,6 +91,7 @@ export async function render(main, _params, { navigate, problem, signal }) {
       navigate(`/datasets/${dataset.id}`);
     } catch (error) {
       replace(where, problem(error));
+      where.querySelector("[role=alert]")?.focus?.();  // keyboard users land on what to fix
     }
   }
 
