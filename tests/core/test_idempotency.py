@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.data.tables import UpdateMode
 
 from core import idempotency, jobs
 from core.ids import new_id
@@ -30,3 +35,29 @@ def test_a_key_claimed_within_the_day_is_kept(storage: Storage) -> None:
     idempotency.forget_old_keys(storage)
     replayed = idempotency.claim(storage, user_id=user, key="k", request="POST /y")
     assert replayed is not None and replayed.status == 201
+
+
+def test_a_key_claimed_again_while_the_sweep_ran_stays(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = f"idem-{new_id()}"
+    _answered(storage, user, "POST /z")
+    table = idempotency._table(storage)
+    query = table.query_entities
+
+    def touched_meanwhile(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for entity in query(*args, **kwargs):
+            # Between the sweep's read and its delete, the row changes (a stale claim taken over, say).
+            table.update_entity(
+                {"PartitionKey": entity["PartitionKey"], "RowKey": entity["RowKey"], "claimedAt": jobs.now()},
+                mode=UpdateMode.MERGE,
+            )
+            yield entity
+
+    monkeypatch.setattr(table, "query_entities", touched_meanwhile)
+    monkeypatch.setattr(idempotency, "_table", lambda _storage: table)
+    a_day_on = jobs.now() + idempotency.KEEP_KEYS + timedelta(minutes=1)
+    idempotency.forget_old_keys(storage, now=a_day_on)
+    monkeypatch.undo()
+    replayed = idempotency.claim(storage, user_id=user, key="k", request="POST /z")
+    assert replayed is not None and replayed.status == 201  # kept: the row it read had changed
