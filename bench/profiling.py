@@ -1,6 +1,6 @@
 """Profile throughput: Loadbay's streaming profiler next to plain csv.reader over the same bytes.
 
-Run: .venv/bin/python bench/profiling.py [--rows 100000]. Prints rows/s of both and their ratio.
+Run: .venv/bin/python bench/profiling.py [--rows 100000] [--runs 3]. Prints rows/s of both and their ratio.
 """
 
 from __future__ import annotations

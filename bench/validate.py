@@ -1,6 +1,6 @@
 """Validation throughput: Loadbay's validation core next to plain csv.reader and frictionless-py.
 
-Run: .venv/bin/python bench/validate.py [--rows 100000] [--runs 3]. Generates a 10-column CSV with about
+Run: .venv/bin/python bench/validate.py [--rows 100000] [--runs 5]. Generates a 10-column CSV with about
 1 % invalid cells (every kind the schema checks: type, pattern, email, bounds, date, boolean, enum,
 datetime, maxLength, duplicate primary keys), then prints rows/s of
 

@@ -17,11 +17,16 @@ log = logging.getLogger(__name__)
 
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False)
 def sweep_uploads(timer: func.TimerRequest) -> None:
-    """Recover uploads stuck in `uploaded` (lost command) or `profiling` (worker died on its last try)."""
+    """Recover uploads stuck in `uploaded` (lost command) or `profiling` (worker died on its last try), and
+    fail those never committed."""
     with function_span("sweep_uploads", traceparent=None, kind=SpanKind.INTERNAL):
         counts = uploads.sweep_uploads(storage=runtime().storage)
     if any(counts.values()):
-        log.warning("Upload sweep: re-sent %(resent)d commands, expired %(expired)d uploads", counts)
+        log.warning(
+            "Upload sweep: re-sent %(resent)d commands, expired %(expired)d uploads, "
+            "abandoned %(abandoned)d never committed",
+            counts,
+        )
 
 
 @bp.timer_trigger(arg_name="timer", schedule="*/15 * * * * *", run_on_startup=True)
