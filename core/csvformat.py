@@ -2,7 +2,8 @@
 
 Encoding. A prefix of the stream (``ENCODING_SNIFF_BYTES``) decides: a byte order mark wins
 (``utf-8-sig``, ``utf-16-le``, ``utf-16-be``); otherwise the prefix is UTF-8 if it decodes as UTF-8,
-else ``cp1252`` (with latin-1 for the five bytes cp1252 leaves undefined, so it never fails).
+else ``cp1252`` (with latin-1 for the five bytes cp1252 leaves undefined, so it never fails) when
+everything before its first invalid byte is ASCII; after non-ASCII UTF-8 it mixes two encodings (below).
 
 The stream is read once, so invalid UTF-8 may turn up after the prefix was judged UTF-8. If every
 character decoded until then was ASCII, the text so far reads the same in cp1252, so decoding
@@ -154,7 +155,9 @@ class DecodedText:
         decoder = _new_decoder("utf-8")
         try:
             return "utf-8", decoder, decoder.decode(prefix, final=self.complete)
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
+            if not prefix[: exc.start].isascii():  # UTF-8 beyond ASCII came first: cp1252 would garble it
+                raise CsvFormatError(_mixed_encodings(exc.start)) from exc
             return "cp1252", _Cp1252Decoder(), decode_cp1252(prefix)
 
     def _decode_with(self, decoder: _Decoder, encoding: str, data: bytes, *, final: bool) -> str:
@@ -180,11 +183,7 @@ class DecodedText:
         pending = exc.object[: len(exc.object) - len(data)]
         whole = pending + data
         if not (self._ascii_so_far and whole[: exc.start].isascii()):
-            offset = self._offset - len(whole) + exc.start
-            raise CsvFormatError(
-                f"The file is not valid UTF-8 at byte {offset:,} although earlier parts of it are UTF-8 "
-                "text: it mixes two encodings. Save it as UTF-8 and upload it again."
-            ) from exc
+            raise CsvFormatError(_mixed_encodings(self._offset - len(whole) + exc.start)) from exc
         self.encoding = "cp1252"
         self._decoder = _Cp1252Decoder()
         self._fallback = False
@@ -202,6 +201,13 @@ class DecodedText:
         if not self.has_content and text.strip():
             self.has_content = True
         return text
+
+
+def _mixed_encodings(offset: int) -> str:
+    return (
+        f"The file is not valid UTF-8 at byte {offset:,} although earlier parts of it are UTF-8 text: it "
+        "mixes two encodings. Save it as UTF-8 and upload it again."
+    )
 
 
 def _broken_encoding(encoding: str, offset: int) -> str:

@@ -100,6 +100,19 @@ def test_utf8_text_followed_by_another_encoding_is_refused() -> None:
         records(data, size=65_536)
 
 
+@pytest.mark.parametrize("size", [16, 65_536, 4 * 1024 * 1024])
+def test_utf8_text_with_a_stray_cp1252_byte_within_the_sniffed_prefix_is_refused(size: int) -> None:
+    """Read as cp1252, the file's UTF-8 text would be garbled ("Müller" → "MÃ¼ller"): it is refused."""
+    data = "id,name\n1,Müller\n".encode() + b"2,Caf\xe9\n"  # one cp1252 byte among UTF-8 text
+    with pytest.raises(CsvFormatError, match=r"not valid UTF-8 at byte 23 .*mixes two encodings"):
+        records(data, size=size)
+
+
+def test_cp1252_text_whose_first_non_ascii_byte_is_not_utf8_is_cp1252() -> None:
+    text, encoding = decoded("id,name\n1,Café\n2,Müller\n".encode("cp1252"), 65_536)
+    assert encoding == "cp1252" and text.endswith("Café\n2,Müller\n")
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
