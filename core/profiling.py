@@ -260,10 +260,20 @@ class _DistinctCounter:
 class _ColumnStats:
     """Running statistics of one column: nulls, candidate types and formats, min/max, distinct values."""
 
-    __slots__ = ("distinct", "formats", "moment_bounds", "nulls", "number_bounds", "text_bounds", "types")
+    __slots__ = (
+        "distinct",
+        "formats",
+        "moment_bounds",
+        "nulls",
+        "number_bounds",
+        "text_bounds",
+        "types",
+        "values",
+    )
 
     def __init__(self, distinct_cap: int) -> None:
         self.nulls = 0
+        self.values = 0  # non-empty cells: an estimate of distinct values never says more
         self.types = _ALL_TYPES
         self.formats = _ALL_FORMATS
         self.distinct = _DistinctCounter(distinct_cap)
@@ -274,6 +284,7 @@ class _ColumnStats:
 
     def observe(self, value: str) -> None:
         """Account for one non-empty cell."""
+        self.values += 1
         self.distinct.add(value)
         if self.types:
             self._observe_type(value)
@@ -289,6 +300,7 @@ class _ColumnStats:
         """
         values = list(filter(None, cells))
         self.nulls += len(cells) - len(values)
+        self.values += len(values)
         if not values:
             return
         self.distinct.add_many(values)
@@ -352,6 +364,7 @@ class _ColumnStats:
             text_format = next((label for flag, label in _FORMAT_NAMES if self.formats & flag), None)
         low, high = self._bounds(bit)
         distinct, exact = self.distinct.count()
+        distinct = min(distinct, self.values)
         return ColumnProfile(name, kind, text_format, self.nulls, distinct, exact, low, high)
 
     def _bounds(self, bit: int) -> tuple[str | int | float | None, str | int | float | None]:

@@ -328,6 +328,14 @@ def test_distinct_is_estimated_within_5_percent_on_50000_values() -> None:
     assert (column(result, "group").distinct, column(result, "group").distinct_exact) == (100, True)
 
 
+def test_an_estimate_of_distinct_values_never_exceeds_the_values() -> None:
+    rows = [["id", "note"]] + [[str(n), "" if n % 2 else f"n{n}"] for n in range(40_002)]
+    result = profile(delimited(rows))
+    assert not column(result, "id").distinct_exact
+    assert column(result, "id").distinct <= 40_002
+    assert column(result, "note").distinct <= 20_001  # half the cells are empty
+
+
 def test_too_many_columns() -> None:
     header = ",".join(f"c{n}" for n in range(251))
     assert (
