@@ -302,3 +302,16 @@ def _watch_poison(azurite: Azurite, app_dir: Path, tmp_path: Path) -> None:
     assert entity["lastError"] == "RuntimeError: simulated outage"
     log = (tmp_path / "devhost.log").read_text()
     assert log.count("profile_upload") >= 5
+
+
+def test_a_csv_body_sent_as_windows_types_it_is_stored(devhost: Devhost) -> None:
+    """Windows registers application/vnd.ms-excel for .csv: clients that send what the OS says get through."""
+    api = devhost.api("alice")
+    answer = api.post(
+        "/api/uploads",
+        params={"fileName": "win.csv"},
+        data=b"id,name\n1,a\n",
+        headers={"Content-Type": "application/vnd.ms-excel"},
+    )
+    assert answer.status_code == 201, answer.text
+    assert api.wait_for_upload(answer.json()["id"])["status"] == "profiled"
