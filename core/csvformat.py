@@ -709,7 +709,7 @@ def _read_segment(
         failure = exc
     except _LineProblem as exc:
         line = feed.record_end + 1 if exc.at_record_start else base + reader.line_num + 1
-        failure = _caused(f"Row {row + 1} (line {line}) {exc.what}.", exc)
+        failure = _caused(f"Record {row + 1} (line {line}) {exc.what}.", exc)
     except csv.Error as exc:
         line = base + reader.line_num
         failure = _caused(_csv_error(exc, feed, dialect, max_field_chars, row + 1, line), exc)
@@ -733,7 +733,7 @@ def _csv_error(
         record_text = "".join(feed.lines_between(feed.record_end, line))
         column = _long_field_column(record_text, dialect, max_field_chars)
         return _too_long(row, line, column, max_field_chars)
-    return f"Row {row} (line {line}) is not valid CSV: {exc}."
+    return f"Record {row} (line {line}) is not valid CSV: {exc}."
 
 
 def _split_plain(
@@ -782,11 +782,11 @@ def _plain_fault(
 def _too_wide(row: int, line: int, width: int, max_columns: int) -> str:
     if row == 1:
         return f"The file has {width} columns; the limit is {max_columns}."
-    return f"Row {row} (line {line}) has {width} fields; the limit is {max_columns} columns."
+    return f"Record {row} (line {line}) has {width} fields; the limit is {max_columns} columns."
 
 
 def _too_long(row: int, line: int, column: int | None, max_field_chars: int) -> str:
-    where = f"Row {row} (line {line})" + (f", column {column}" if column else "")
+    where = f"Record {row} (line {line})" + (f", column {column}" if column else "")
     return f"{where}: the field is longer than {max_field_chars:,} characters, the limit."
 
 

@@ -203,7 +203,7 @@ def test_too_many_columns_names_the_limit() -> None:
     with pytest.raises(CsvFormatError) as caught:
         records(",".join(f"c{n}" for n in range(251)).encode() + b"\n")
     assert caught.value.reason == "The file has 251 columns; the limit is 250."
-    with pytest.raises(CsvFormatError, match=r"^Row 3 \(line 3\) has 5 fields; the limit is 4 columns\.$"):
+    with pytest.raises(CsvFormatError, match=r"^Record 3 \(line 3\) has 5 fields; the limit is 4 columns\.$"):
         records(b"a,b\n1,2\n1,2,3,4,5\n", max_columns=4)
 
 
@@ -215,21 +215,21 @@ def test_a_long_field_names_row_and_column_and_never_leaks_csv_error(length: int
         records(data, size=8192)
     assert (
         caught.value.reason
-        == "Row 3 (line 3), column 3: the field is longer than 65,536 characters, the limit."
+        == "Record 3 (line 3), column 3: the field is longer than 65,536 characters, the limit."
     )
     assert csv.field_size_limit() == limit_before
 
 
 def test_a_long_quoted_multiline_field_is_located_too() -> None:
     data = b'id,notes,x\n1,"' + b"y\n" * 80_000 + b'",2\n'
-    with pytest.raises(CsvFormatError, match=r"^Row 2 \(line \d+\), column 2: the field is longer"):
+    with pytest.raises(CsvFormatError, match=r"^Record 2 \(line \d+\), column 2: the field is longer"):
         records(data)
 
 
 def test_a_line_without_end_cannot_grow_without_bound() -> None:
-    with pytest.raises(CsvFormatError, match=r"^Row 1 \(line 1\) is longer than 46 characters\.$"):
+    with pytest.raises(CsvFormatError, match=r"^Record 1 \(line 1\) is longer than 46 characters\.$"):
         records(b"a" * 1_000, size=7, max_columns=2, max_field_chars=10)
-    with pytest.raises(CsvFormatError, match=r"^Row 2 \(line \d+\) is longer than 46 characters\.$"):
+    with pytest.raises(CsvFormatError, match=r"^Record 2 \(line \d+\) is longer than 46 characters\.$"):
         records(b'a,b\n"' + b"x\n" * 100 + b'"\n', size=3, max_columns=2, max_field_chars=10)
 
 
@@ -237,7 +237,7 @@ def test_a_line_without_end_cannot_grow_without_bound() -> None:
 def test_nul_characters_are_malformed_csv(size: int) -> None:
     with pytest.raises(CsvFormatError) as caught:
         records(b"a,b\n1,2\n3,\x004\n", size=size)
-    assert caught.value.reason.startswith("Row 3 (line 3) contains a NUL character")
+    assert caught.value.reason.startswith("Record 3 (line 3) contains a NUL character")
     assert str(caught.value) == caught.value.reason
 
 
@@ -247,7 +247,7 @@ def test_utf16_without_byte_order_mark_shows_up_as_nul_characters() -> None:
 
 
 def test_a_quote_left_open_at_the_end_is_refused() -> None:
-    with pytest.raises(CsvFormatError, match=r"^Row 2 \(line 2\) has a quoted field that is not closed"):
+    with pytest.raises(CsvFormatError, match=r"^Record 2 \(line 2\) has a quoted field that is not closed"):
         records(b'a,b\n1,"2\n3,4\n')
 
 
@@ -357,12 +357,12 @@ def old_read_records(
             yield record
     except _OldLineProblem as exc:
         line = reader.line_num + 1 - (len(record_lines) if exc.at_record_start else 0)
-        raise CsvFormatError(f"Row {row + 1} (line {line}) {exc.what}.") from exc
+        raise CsvFormatError(f"Record {row + 1} (line {line}) {exc.what}.") from exc
     except csv.Error as exc:
         if str(exc).startswith("field larger than field limit"):
             column = _long_field_column("".join(record_lines), dialect, max_field_chars)
             raise CsvFormatError(_too_long(row + 1, reader.line_num, column, max_field_chars)) from exc
-        raise CsvFormatError(f"Row {row + 1} (line {reader.line_num}) is not valid CSV: {exc}.") from exc
+        raise CsvFormatError(f"Record {row + 1} (line {reader.line_num}) is not valid CSV: {exc}.") from exc
 
 
 def outcome(records: Iterator[list[str]]) -> tuple[list[list[str]], str | None]:
@@ -429,9 +429,8 @@ def test_a_field_longer_than_any_of_its_lines_is_still_refused() -> None:
     # No line is longer than the limit, so only the record spanning two lines can hold a long field.
     with pytest.raises(CsvFormatError) as caught:
         records(b'id,note\n1,"abcd\nefgh"\n2,x\n', max_field_chars=8)
-    assert (
-        caught.value.reason == "Row 2 (line 3), column 2: the field is longer than 8 characters, the limit."
-    )
+    expected = "Record 2 (line 3), column 2: the field is longer than 8 characters, the limit."
+    assert caught.value.reason == expected
     assert records(b'id,note\n1,"abc\nefgh"\n2,x\n', max_field_chars=8)[1] == ["1", "abc\nefgh"]
 
 

@@ -348,7 +348,8 @@ def test_too_many_columns() -> None:
 @pytest.mark.parametrize("length", [65_537, 150_000])
 def test_a_too_long_field_names_row_and_column(length: int) -> None:
     data = "id,notes\n1,short\n2," + "x" * length + "\n"
-    assert failure(data) == "Row 3 (line 3), column 2: the field is longer than 65,536 characters, the limit."
+    expected = "Record 3 (line 3), column 2: the field is longer than 65,536 characters, the limit."
+    assert failure(data) == expected
 
 
 def test_a_field_at_the_limit_is_fine() -> None:
@@ -360,10 +361,10 @@ def test_a_field_at_the_limit_is_fine() -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (b"a,b\n1,2\n3,\x004\n", "Row 3 (line 3) contains a NUL character"),
+        (b"a,b\n1,2\n3,\x004\n", "Record 3 (line 3) contains a NUL character"),
         (
             b'a,b\n1,"2\n3,4\n',
-            "Row 2 (line 2) has a quoted field that is not closed before the end of the file.",
+            "Record 2 (line 2) has a quoted field that is not closed before the end of the file.",
         ),
     ],
 )
