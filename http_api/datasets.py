@@ -6,10 +6,17 @@ import azure.functions as func
 
 from core import browse, datasets
 from core.auth import Principal
-from core.paging import bind_cursor, open_cursor, page_limit
+from core.paging import page_limit
 from core.runtime import runtime
 from http_api.blueprint import bp
-from http_api.responses import api_path, endpoint, json_response, not_modified, read_json_object
+from http_api.responses import (
+    api_path,
+    endpoint,
+    json_response,
+    not_modified,
+    page_response,
+    read_json_object,
+)
 
 
 @bp.route(route="datasets", methods=["POST"])
@@ -29,13 +36,14 @@ def create_dataset(req: func.HttpRequest, principal: Principal) -> func.HttpResp
 @endpoint()
 def list_datasets(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """List the caller's datasets (an admin's: all), a page at a time."""
-    page = datasets.list_datasets(
-        storage=runtime().storage,
-        principal=principal,
-        cursor=open_cursor("datasets", req.params.get("cursor")),
-        limit=page_limit(req.params.get("limit")),
+    limit = page_limit(req.params.get("limit"))
+    return page_response(
+        req,
+        "datasets",
+        lambda cursor: datasets.list_datasets(
+            storage=runtime().storage, principal=principal, cursor=cursor, limit=limit
+        ),
     )
-    return json_response(bind_cursor("datasets", page))
 
 
 @bp.route(route="datasets/{id}", methods=["GET"])
@@ -68,14 +76,12 @@ def browse_rows(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     """Page through a dataset's rows ({key, values}); pass `next` back as ?cursor=."""
     rt = runtime()
     dataset = datasets.get_dataset(storage=rt.storage, principal=principal, dataset_id=req.route_params["id"])
-    scope = f"rows:{dataset.id}"
-    page = browse.browse_rows(
-        storage=rt.storage,
-        dataset=dataset,
-        cursor=open_cursor(scope, req.params.get("cursor")),
-        limit=page_limit(req.params.get("limit")),
+    limit = page_limit(req.params.get("limit"))
+    return page_response(
+        req,
+        f"rows:{dataset.id}",
+        lambda cursor: browse.browse_rows(storage=rt.storage, dataset=dataset, cursor=cursor, limit=limit),
     )
-    return json_response(bind_cursor(scope, page))
 
 
 @bp.route(route="datasets/{id}/rows/{*key}", methods=["GET"])  # a key may hold "/"

@@ -6,10 +6,17 @@ import azure.functions as func
 
 from core import imports, jobs
 from core.auth import Principal
-from core.paging import bind_cursor, open_cursor, page_limit
+from core.paging import page_limit
 from core.runtime import runtime
 from http_api.blueprint import bp
-from http_api.responses import api_path, endpoint, json_response, not_modified, read_json_object
+from http_api.responses import (
+    api_path,
+    endpoint,
+    json_response,
+    not_modified,
+    page_response,
+    read_json_object,
+)
 
 
 @bp.route(route="datasets/{id}/imports", methods=["POST"])
@@ -36,15 +43,14 @@ def start_import(req: func.HttpRequest, principal: Principal) -> func.HttpRespon
 def list_imports(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """List a dataset's imports, newest first."""
     dataset_id = req.route_params["id"]
-    scope = f"imports:{dataset_id}"
-    page = imports.list_imports(
-        storage=runtime().storage,
-        principal=principal,
-        dataset_id=dataset_id,
-        cursor=open_cursor(scope, req.params.get("cursor")),
-        limit=page_limit(req.params.get("limit"), default=20, maximum=100),
+    limit = page_limit(req.params.get("limit"), default=20, maximum=100)
+    return page_response(
+        req,
+        f"imports:{dataset_id}",
+        lambda cursor: imports.list_imports(
+            storage=runtime().storage, principal=principal, dataset_id=dataset_id, cursor=cursor, limit=limit
+        ),
     )
-    return json_response(bind_cursor(scope, page))
 
 
 @bp.route(route="imports/{id}", methods=["GET"])
@@ -66,14 +72,12 @@ def list_errors(req: func.HttpRequest, principal: Principal) -> func.HttpRespons
     """Page through an import's row errors, in row order."""
     storage = runtime().storage
     job = imports.get_import(storage=storage, principal=principal, job_id=req.route_params["id"])
-    scope = f"errors:{job.id}"
-    page = imports.errors_page(
-        storage=storage,
-        job=job,
-        cursor=open_cursor(scope, req.params.get("cursor")),
-        limit=page_limit(req.params.get("limit")),
+    limit = page_limit(req.params.get("limit"))
+    return page_response(
+        req,
+        f"errors:{job.id}",
+        lambda cursor: imports.errors_page(storage=storage, job=job, cursor=cursor, limit=limit),
     )
-    return json_response(bind_cursor(scope, page))
 
 
 @bp.route(route="imports/{id}/errors.csv", methods=["GET"])
@@ -87,10 +91,7 @@ def errors_csv(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
         status_code=200,
         mimetype="text/csv",
         charset="utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="import-{job.id}-errors.csv"',
-            "Cache-Control": "no-store",
-        },
+        headers={"Content-Disposition": f'attachment; filename="import-{job.id}-errors.csv"'},
     )
 
 

@@ -7,10 +7,10 @@ import azure.functions as func
 from core import ops
 from core.auth import Principal
 from core.errors import BadRequest
-from core.paging import bind_cursor, open_cursor, page_limit
+from core.paging import page_limit
 from core.runtime import runtime
 from http_api.blueprint import bp
-from http_api.responses import endpoint, json_response
+from http_api.responses import endpoint, json_response, page_response
 
 JOB_STATUSES = frozenset(
     {
@@ -63,7 +63,7 @@ def ops_replay(req: func.HttpRequest, principal: Principal) -> func.HttpResponse
 def ops_discard(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Discard a poison message."""
     ops.discard(runtime().storage, queue=req.route_params["queue"], message_id=req.route_params["messageId"])
-    return func.HttpResponse(status_code=204, headers={"Cache-Control": "no-store"})
+    return func.HttpResponse(status_code=204)
 
 
 @bp.route(route="ops/jobs", methods=["GET"])
@@ -73,11 +73,9 @@ def ops_jobs(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     status = req.params.get("status", "failed")
     if status not in JOB_STATUSES:
         raise BadRequest(f"status must be one of {', '.join(sorted(JOB_STATUSES))}; got {status!r}.")
-    scope = f"ops-jobs:{status}"
-    page = ops.failed_jobs(
-        runtime().storage,
-        status=status,
-        cursor=open_cursor(scope, req.params.get("cursor")),
-        limit=page_limit(req.params.get("limit")),
+    limit = page_limit(req.params.get("limit"))
+    return page_response(
+        req,
+        f"ops-jobs:{status}",
+        lambda cursor: ops.failed_jobs(runtime().storage, status=status, cursor=cursor, limit=limit),
     )
-    return json_response(bind_cursor(scope, page))

@@ -17,6 +17,7 @@ from opentelemetry.trace import SpanKind
 from core import idempotency
 from core.auth import PRINCIPAL_HEADER, Principal, principal_from_header
 from core.errors import BadRequest, Forbidden, LoadbayError, RetryLater, TooManyRequests
+from core.paging import bind_cursor, open_cursor
 from core.ratelimit import RateLimiter
 from core.runtime import runtime
 from core.settings import SettingsError
@@ -37,12 +38,21 @@ def json_response(
 ) -> func.HttpResponse:
     """Answer with JSON; with a `version` (a storage ETag), tag the answer so clients can revalidate."""
     payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    all_headers = {"Cache-Control": "no-store", **(headers or {})}
+    all_headers = dict(headers or {})  # Cache-Control: no-store unless tagged (see _secured)
     if version is not None:
         all_headers.update(_validators(version))
     return func.HttpResponse(
         payload, status_code=status, headers=all_headers, mimetype="application/json", charset="utf-8"
     )
+
+
+def page_response(
+    request: func.HttpRequest, scope: str, list_page: Callable[[str | None], dict[str, Any]]
+) -> func.HttpResponse:
+    """Answer one page of a list whose cursors belong to `scope` (see core.paging.bind_cursor):
+    `list_page` gets the position the request's cursor holds."""
+    page = list_page(open_cursor(scope, request.params.get("cursor")))
+    return json_response(bind_cursor(scope, page))
 
 
 def not_modified(request: func.HttpRequest, version: str) -> func.HttpResponse | None:
@@ -70,7 +80,7 @@ def problem_response(error: LoadbayError, request: func.HttpRequest) -> func.Htt
     }
     if error.problems:
         body["problems"] = error.problems
-    headers = {"Cache-Control": "no-store"}
+    headers: dict[str, str] = {}
     if isinstance(error, TooManyRequests):
         headers["Retry-After"] = str(error.retry_after)
     if error.status == 401:
