@@ -56,9 +56,9 @@ from core.paging import decode_cursor, encode_cursor, first_page
 from core.patterns import PatternTooSlow
 from core.settings import Settings
 from core.storage import IMPORT_QUEUE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage, retrying
-from core.tablebatch import BatchRejected, BatchTooLarge, submit_batch
+from core.tablebatch import BatchRejected, BatchTooLarge, Encoded, entity_from_json, submit_batch
 from core.tableschema import TableSchema
-from core.validation import KeyDigests, KeyRun, RowError, Validator, merge_keys
+from core.validation import ChunkResult, KeyDigests, KeyRun, RowError, Validator, merge_keys
 
 log = logging.getLogger(__name__)
 
@@ -502,12 +502,13 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
     """Validate one chunk: store its row errors, counts and key buckets. Safe to run twice."""
     ctx = _context(storage, job_id)
     if _stopping(ctx.job):
-        _drop_if_ended(storage, job_id, _key_runs_name(index), ctx.job)  # an earlier attempt's, too late
+        for name in (_rows_name(index), _key_runs_name(index)):  # an earlier attempt's, too late
+            _drop_if_ended(storage, job_id, name, ctx.job)
         return {"cancelled": True}
     chunk, _ = _chunk(storage, ctx.job, index)
     try:
         result = Validator(ctx.schema, ctx.mapping).validate_chunk(
-            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=False
+            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
         )
     except ResourceModifiedError:
         return _cannot_go_on(storage, job_id, FILE_CHANGED)
@@ -517,6 +518,9 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
         raise RuntimeError(
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
         )
+    # The valid rows, encoded once as their apply writes them: the apply neither reads the file again nor
+    # validates it again, and writes exactly the rows the review counted.
+    _work_blob(storage, job_id, _rows_name(index)).upload_blob(_encoded_rows(ctx, result), overwrite=True)
     stored = result.errors[:STORED_ERRORS_PER_CHUNK]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
     offsets = _store_key_buckets(storage, ctx.job, index, result.keys)
@@ -533,7 +537,9 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
         },
         mode=UpdateMode.MERGE,
     )
-    _drop_if_ended(storage, job_id, _key_runs_name(index), jobs.load_job(storage, job_id))
+    job = jobs.load_job(storage, job_id)
+    for name in (_rows_name(index), _key_runs_name(index)):
+        _drop_if_ended(storage, job_id, name, job)
     return {"rows": result.row_count, "invalid": result.invalid_count}
 
 
@@ -826,36 +832,25 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
     chunk, entity = _chunk(storage, job, index)
     if entity.get("applied"):
         return {"rows": int(entity.get("appliedRows") or 0)}
-    # The same checks as validating, with more time for patterns matched in a child process: this chunk
-    # passed them in time once.
     try:
-        result = Validator(ctx.schema, ctx.mapping, pattern_patience=APPLY_PATTERN_PATIENCE).validate_chunk(
-            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
-        )
+        valid = _valid_rows(storage, ctx, chunk)
     except ResourceModifiedError:
         return _cannot_go_on(storage, job_id, FILE_CHANGED)
     except PatternTooSlow as error:
         return _cannot_go_on(storage, job_id, str(error))
     skip = _dup_rows(storage, job, chunk)
-    mode = job.get("mode")
-    entities = []
-    numbers = []
-    for number, values in zip(result.valid_row_numbers, result.valid_rows, strict=True):
-        if number in skip:
-            continue
-        key = rows.api_key(ctx.schema, values) if ctx.schema.primary_key else f"{job_id}-{number:010d}"
-        entities.append(rows.row_entity(ctx.schema, values, key=key, job_id=job_id, op="i"))
-        numbers.append(number)
-    writer = _RowWriter(storage, job, ctx.schema, mode, job.get("rowsTable"))
+    writes = [row for row in valid if row.number not in skip]
+    writer = _RowWriter(storage, job, ctx.schema, job.get("mode"), job.get("rowsTable"))
     # If this run dies after writing and no later run finishes the chunk (a cancel or failure came first),
     # the finish counts what it wrote by looking these keys up: see _count_unsettled.
-    keys = json.dumps([[entity["PartitionKey"], entity["RowKey"]] for entity in entities], ensure_ascii=False)
-    _work_blob(storage, job_id, _writes_name(index)).upload_blob(keys.encode(), overwrite=True)
+    keys = [[row.encoded.partition_key, row.encoded.row_key] for row in writes]
+    keys_json = json.dumps(keys, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    _work_blob(storage, job_id, _writes_name(index)).upload_blob(keys_json, overwrite=True)
     jobs.datasets_table(storage).upsert_entity(
         {"PartitionKey": job.dataset_id, "RowKey": jobs.chunk_row(job_id, index), "applyStarted": True},
         mode=UpdateMode.MERGE,
     )
-    applied = writer.write(entities, numbers, chunk)
+    applied = writer.write(writes, chunk)
     errors = applied.errors
     rowerrors.store(storage, job_id, _positions(ctx.schema), errors[:STORED_ERRORS_PER_CHUNK])
     jobs.datasets_table(storage).upsert_entity(
@@ -874,6 +869,65 @@ def apply_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, Any]:
         mode=UpdateMode.MERGE,
     )
     return {"rows": applied.rows, "inserted": applied.inserted, "cancelled": applied.stopped}
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A valid row as its chunk's validation encoded it (see _encoded_rows)."""
+
+    number: int
+    encoded: Encoded
+    too_large: bool
+
+    def entity(self) -> dict[str, Any]:
+        """The row's entity as a mapping, for the rare writes one row at a time."""
+        return entity_from_json(self.encoded.body)
+
+
+def _rows_name(index: int) -> str:
+    """Name the work blob of a chunk's valid rows, encoded (see _encoded_rows)."""
+    return f"rows-{index:05d}"
+
+
+def _encoded_rows(ctx: _Context, result: ChunkResult) -> bytes:
+    """Encode a chunk's valid rows as their apply sends them, one line each:
+    ``row number TAB "1" if too large TAB PartitionKey TAB RowKey TAB entity JSON``.
+
+    A RowKey holds no control characters (row_key_of encodes them) and JSON text no raw tab or line break.
+    Rows that later prove to repeat a key are encoded too: the apply skips them (see _dup_rows).
+    """
+    job_id = ctx.job.id
+    encoder = rows.RowEncoder(ctx.schema, job_id=job_id, op="i")
+    keyed = bool(ctx.schema.primary_key)
+    lines = []
+    for number, values in zip(result.valid_row_numbers, result.valid_rows, strict=True):
+        key = rows.api_key(ctx.schema, values) if keyed else f"{job_id}-{number:010d}"
+        encoded, too_large = encoder.encode(values, key=key)
+        flag = "1" if too_large else ""
+        lines.append(f"{number}\t{flag}\t{encoded.partition_key}\t{encoded.row_key}\t{encoded.body}\n")
+    return "".join(lines).encode("utf-8", "surrogatepass")
+
+
+def _valid_rows(storage: Storage, ctx: _Context, chunk: ChunkPlan) -> list[_Row]:
+    """Read the valid rows the chunk's validation encoded.
+
+    An import validated by an earlier version of Loadbay has none: its chunk is validated again, with
+    more time for patterns matched in a child process (this chunk passed them in time once).
+    """
+    try:
+        data = _work_blob(storage, ctx.job.id, _rows_name(chunk.index)).download_blob().readall()
+    except ResourceNotFoundError:
+        validator = Validator(ctx.schema, ctx.mapping, pattern_patience=APPLY_PATTERN_PATIENCE)
+        result = validator.validate_chunk(
+            _records(storage, ctx, chunk), first_row=chunk.first_row, keep_rows=True
+        )
+        data = _encoded_rows(ctx, result)
+    found = []
+    for line in data.decode("utf-8", "surrogatepass").split("\n"):
+        if line:
+            number, too_large, partition_key, row_key, body = line.split("\t", 4)
+            found.append(_Row(int(number), Encoded(partition_key, row_key, body), bool(too_large)))
+    return found
 
 
 def stop_import(*, storage: Storage, job_id: str) -> dict[str, Any]:
@@ -906,26 +960,28 @@ class _RowWriter:
         self.table = storage.tables.get_table_client(table_name)
         storage.tables.create_table_if_not_exists(table_name)
 
-    def write(self, entities: list[dict[str, Any]], numbers: list[int], chunk: ChunkPlan) -> _Applied:
+    def write(self, valid: list[_Row], chunk: ChunkPlan) -> _Applied:
         """Write the rows, APPLY_THREADS transactions at a time; stop early if the job no longer wants them.
 
         Transactions keep flowing: every CHECK_SECONDS the writer records how far it got and checks
         for a cancel, and a cancel drops only the transactions not yet started.
         """
-        row_of = {id(entity): number for entity, number in zip(entities, numbers, strict=True)}
+        partitions: dict[str, list[_Row]] = {}
+        for row in valid:
+            partitions.setdefault(row.encoded.partition_key, []).append(row)
         batches = [
             group[start : start + BATCH_ENTITIES]
-            for group in rows.group_by_partition(entities).values()
+            for group in partitions.values()
             for start in range(0, len(group), BATCH_ENTITIES)
         ]
         applied = _Applied()
         checked = time.monotonic()
         with ThreadPoolExecutor(APPLY_THREADS) as pool:
-            futures = [(pool.submit(self._batch, batch, row_of), len(batch)) for batch in batches]
+            futures = [(pool.submit(self._batch, batch), len(batch)) for batch in batches]
             try:
                 for position, (future, size) in enumerate(futures):
                     applied.add(future.result(), size)
-                    if time.monotonic() - checked < CHECK_SECONDS or applied.rows == len(entities):
+                    if time.monotonic() - checked < CHECK_SECONDS or applied.rows == len(valid):
                         continue
                     checked = time.monotonic()
                     if not self._still_wanted(chunk, applied.rows):
@@ -955,26 +1011,26 @@ class _RowWriter:
         )
         return True
 
-    def _batch(self, batch: list[dict[str, Any]], row_of: dict[int, int]) -> _Applied:
-        too_large = [entity for entity in batch if rows.too_large(entity)]
-        outcome = _Applied(errors=[self._too_large(entity, row_of[id(entity)]) for entity in too_large])
-        if too_large:
-            batch = [entity for entity in batch if not rows.too_large(entity)]
+    def _batch(self, batch: list[_Row]) -> _Applied:
+        outcome = _Applied(
+            errors=[self._too_large(row.entity(), row.number) for row in batch if row.too_large]
+        )
+        batch = [row for row in batch if not row.too_large]
         if not batch:
             return outcome
         try:
-            retrying(lambda: submit_batch(self.table, [("create", entity) for entity in batch]))
+            retrying(lambda: submit_batch(self.table, [("create", row.encoded) for row in batch]))
             outcome.inserted += len(batch)
             return outcome
         except BatchTooLarge:  # wide rows: two halves, each in its own transaction
             half = len(batch) // 2
-            outcome.add(self._batch(batch[:half], row_of), 0)
-            outcome.add(self._batch(batch[half:], row_of), 0)
+            outcome.add(self._batch(batch[:half]), 0)
+            outcome.add(self._batch(batch[half:]), 0)
             return outcome
         except BatchRejected:
             pass  # some rows exist already: settle each one on its own
-        for entity in batch:
-            self._one(entity, row_of[id(entity)], outcome)
+        for row in batch:
+            self._one(row.entity(), row.number, outcome)
         return outcome
 
     def _one(self, entity: dict[str, Any], number: int, outcome: _Applied) -> None:

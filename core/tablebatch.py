@@ -8,7 +8,9 @@ so authentication, retries, the API version and logging are the SDK's own. Entit
 the SDK does (`entity_json`; anything unusual by the SDK's own `_add_entity_properties`, pinned in
 requirements.txt), so the stored property types are the same.
 
-Only what Loadbay batches is supported: insert (`create`) and insert-or-replace (`upsert`).
+Only what Loadbay batches is supported: insert (`create`) and insert-or-replace (`upsert`). An entity is a
+mapping, or `Encoded`: its keys and the JSON `entity_json` wrote for it earlier (an import encodes its rows
+once, while validating, and its apply sends that text as it is).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import math
 import re
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from json.encoder import encode_basestring as _text  # a str as json.dumps(ensure_ascii=False) writes it
 from typing import Any, Final
 from urllib.parse import quote
@@ -32,6 +35,18 @@ MAX_BODY_BYTES: Final = 4 * 1024 * 1024  # ... and for its request body
 OPERATIONS: Final = ("create", "upsert")
 _STATUS = re.compile(rb"^HTTP/1\.1 (\d{3})", re.MULTILINE)
 _ERROR_CODE = re.compile(rb'"code"\s*:\s*"([^"]*)"')
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """An entity serialised ahead of time: its keys and its `entity_json` text (see `entity_from_json`)."""
+
+    partition_key: str
+    row_key: str
+    body: str
+
+
+Entity = Mapping[str, Any] | Encoded
 
 
 class BatchTooLarge(ValueError):
@@ -50,7 +65,7 @@ class BatchRejected(Exception):
         self.status, self.code = status, code
 
 
-def submit_batch(table: TableClient, operations: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+def submit_batch(table: TableClient, operations: Sequence[tuple[str, Entity]]) -> None:
     """Apply up to 100 operations on entities of one partition, all or none.
 
     Raises BatchRejected when the service refuses an operation (nothing is written), BatchTooLarge
@@ -59,7 +74,7 @@ def submit_batch(table: TableClient, operations: Sequence[tuple[str, Mapping[str
     """
     if not 0 < len(operations) <= MAX_OPERATIONS:
         raise ValueError(f"a transaction takes 1 to {MAX_OPERATIONS} operations, got {len(operations)}")
-    if len({entity["PartitionKey"] for _, entity in operations}) != 1:
+    if len({_keys(entity)[0] for _, entity in operations}) != 1:
         raise ValueError("the entities of one transaction must share a PartitionKey")
     base = f"{table.scheme}://{table._primary_hostname}"  # the SDK's own base URL
     batch, changeset = f"batch_{uuid.uuid4()}", f"changeset_{uuid.uuid4()}"
@@ -120,6 +135,31 @@ def entity_json(entity: Mapping[str, Any]) -> str:
     return "{" + ", ".join(members) + "}"
 
 
+def entity_from_json(text: str) -> dict[str, Any]:
+    """Read an entity back from `entity_json`'s text, with the types the SDK gives it: an Int64 or a NaN or
+    infinite double as an EntityProperty, anything else as its plain value."""
+    raw = json.loads(text)
+    entity: dict[str, Any] = {}
+    for name, value in raw.items():
+        if name.endswith("@odata.type"):
+            continue
+        kind = raw.get(name + "@odata.type")
+        if kind == "Edm.Int64":
+            value = EntityProperty(int(value), EdmType.INT64)
+        elif kind == "Edm.Double":
+            value = float(value) if isinstance(value, int | float) else EntityProperty(value, EdmType.DOUBLE)
+        elif kind is not None:
+            raise ValueError(f"entity_json does not write {kind} values (property {name!r})")
+        entity[name] = value
+    return entity
+
+
+def _keys(entity: Entity) -> tuple[str, str]:
+    if isinstance(entity, Encoded):
+        return entity.partition_key, entity.row_key
+    return entity["PartitionKey"], entity["RowKey"]
+
+
 def _int64(value: Any) -> str:
     number = int(value)
     if not -(2**63) <= number < 2**63:
@@ -127,12 +167,13 @@ def _int64(value: Any) -> str:
     return str(number)
 
 
-def _part(changeset: str, base: str, table: str, operation: str, entity: Mapping[str, Any]) -> str:
-    body = entity_json(entity)
+def _part(changeset: str, base: str, table: str, operation: str, entity: Entity) -> str:
+    body = entity.body if isinstance(entity, Encoded) else entity_json(entity)
     if operation == "create":
         line = f"POST {base}/{table} HTTP/1.1"
     elif operation == "upsert":  # insert or replace: no If-Match header
-        keys = f"PartitionKey='{_key(entity['PartitionKey'])}',RowKey='{_key(entity['RowKey'])}'"
+        partition_key, row_key = _keys(entity)
+        keys = f"PartitionKey='{_key(partition_key)}',RowKey='{_key(row_key)}'"
         line = f"PUT {base}/{table}({keys}) HTTP/1.1"
     else:
         raise ValueError(f"unsupported operation {operation!r}; use one of {OPERATIONS}")

@@ -149,6 +149,7 @@ def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
     dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "slow", "schema": schema})
     job, _ = import_to_review(storage, OWNER, dataset.id, b"id,code\n1,ab\n2,ba\n", settings=settings)
 
+    validated_before_this_version(storage, job, 0)  # so applying validates the chunk again
     monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.0)  # validating passed; applying runs out
     assert imports.apply_chunk(storage=storage, job_id=job.id, index=0) == {"cancelled": True}
     assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.FAILED}
@@ -160,6 +161,37 @@ def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
     )
     released = datasets.load_dataset(storage, dataset.id)
     assert released is not None and released.active_job == "" and released.row_count == 0
+
+
+def validated_before_this_version(storage: Storage, job: jobs.Job, index: int) -> None:
+    """Drop the valid rows a chunk's validation encoded, as an earlier version did not keep them."""
+    storage.blobs.get_blob_client(WORK_CONTAINER, f"{job.id}/{imports._rows_name(index)}").delete_blob()
+
+
+def test_applying_writes_the_rows_validated_without_reading_or_checking_the_file_again(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(storage=storage.config)
+    schema = {
+        "fields": [
+            {"name": "id", "type": "integer"},
+            {"name": "code", "type": "string", "constraints": {"pattern": "(a|b)+"}},  # to a child
+        ],
+        "primaryKey": "id",
+    }
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "kept", "schema": schema})
+    job, _ = import_to_review(storage, OWNER, dataset.id, b"id,code\n1,ab\n2,ba\n", settings=settings)
+    upload = storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId"))
+    upload.upload_blob(b"id,code\n1,zz\n", overwrite=True)  # written again after the review counted it
+    monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.0)  # a pattern would run out of time now
+
+    assert imports.apply_chunk(storage=storage, job_id=job.id, index=0) == {
+        "rows": 2, "inserted": 2, "cancelled": False
+    }  # fmt: skip
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
+    table = storage.tables.get_table_client(datasets.load_dataset(storage, dataset.id).rows_table)
+    stored = {entity["RowKey"]: entity["code"] for entity in table.list_entities()}
+    assert stored == {"1": "ab", "2": "ba"}  # what the review counted, not the file as it is now
 
 
 def ready_to_apply(storage: Storage, rows: range, *, mode: str = "insert", chunk_rows: int = 10_000) -> Any:
@@ -214,10 +246,11 @@ def test_a_file_written_again_while_applying_fails_the_import_once_every_chunk_s
 ) -> None:
     job, chunks = ready_to_apply(storage, range(1, 601), mode=mode, chunk_rows=300)
     assert chunks == 2
+    validated_before_this_version(storage, job, 1)  # chunk 1 reads the file again
     write = imports._RowWriter._batch
     during: list[dict[str, Any]] = []
 
-    def written_again_while_writing(writer: Any, batch: Any, row_of: Any) -> Any:
+    def written_again_while_writing(writer: Any, batch: Any) -> Any:
         if not during:  # chunk 0 is writing; the file is written again and chunk 1 starts
             during.append({})
             upload = storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId"))
@@ -225,7 +258,7 @@ def test_a_file_written_again_while_applying_fails_the_import_once_every_chunk_s
             during[0] = imports.apply_chunk(storage=storage, job_id=job.id, index=1)
             running = jobs.load_job(storage, job.id)
             assert running is not None and running.status == jobs.APPLYING  # not finished under chunk 0
-        return write(writer, batch, row_of)
+        return write(writer, batch)
 
     monkeypatch.setattr(imports._RowWriter, "_batch", written_again_while_writing)
     imports.apply_chunk(storage=storage, job_id=job.id, index=0)

@@ -23,6 +23,7 @@ from core.rows import (
     MAX_ROW_KEY_CHARS,
     OP_PROPERTY,
     PARTITIONS,
+    RowEncoder,
     api_key,
     cell_text,
     entity_bytes,
@@ -38,6 +39,7 @@ from core.rows import (
     too_large,
     written_by,
 )
+from core.tablebatch import entity_from_json, entity_json
 from core.tableschema import MAX_FIELDS, TableSchema, cell_reader, parse_table_schema
 
 FORBIDDEN_IN_ROW_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
@@ -693,3 +695,59 @@ def test_a_missing_marker_is_never_neutralised() -> None:
     schema = parse_table_schema({"fields": [{"name": "t", "type": "string"}], "missingValues": ["-"]})
     assert export_cells(schema, {}, safe=True) == ["-"]
     assert export_cells(schema, {"t": "-x"}, safe=True) == ["'-x"]
+
+
+ENCODED_TYPES = parse_table_schema(
+    {
+        "fields": [
+            *({"name": item.name, "type": item.type} for item in ALL_TYPES.fields),
+            {"name": "month", "type": "yearmonth"},
+            {"name": "span", "type": "duration"},
+            {"name": "whatever", "type": "any"},
+            {"name": "Wörter mit Leerzeichen", "type": "string"},  # stored under a mapped property name
+        ],
+        "primaryKey": "id",
+    }
+)
+_TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+_VALUES = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.integers(-(2**63), 2**63 - 1),
+        "amount": st.floats(),
+        "active": st.booleans(),
+        "day": st.dates(),
+        "moment": st.datetimes(timezones=st.none() | st.just(UTC)),
+        "clock": st.times(),
+        "year": st.integers(0, 9999),
+        "label": _TEXT | st.builds(lambda n: "\U0001f600" * n, st.integers(8_000, 20_000)),
+        "month": st.just("2024-02"),
+        "span": st.just("P1DT2H"),
+        "whatever": _TEXT,
+        "Wörter mit Leerzeichen": _TEXT,
+    },
+)
+
+
+@given(_VALUES, _TEXT | st.text(min_size=250, max_size=300))
+def test_the_row_encoder_writes_what_entity_json_writes_of_the_row_entity(
+    values: dict[str, Any], key: str
+) -> None:
+    entity = entity_of(ENCODED_TYPES, values, key=key)
+    encoded, large = RowEncoder(ENCODED_TYPES, job_id="job1", op="i").encode(values, key=key)
+    assert (encoded.partition_key, encoded.row_key) == (entity["PartitionKey"], entity["RowKey"])
+    assert encoded.body == entity_json(entity)
+    assert large is too_large(entity)
+    assert entity_from_json(encoded.body) == entity  # and reads back as it was built
+
+
+def test_the_row_encoder_writes_a_value_of_an_unusual_type_as_entity_json_does() -> None:
+    values = {"id": True, "amount": 5, "active": 1, "day": "2024-02-29", "label": 7}
+    encoded, _ = RowEncoder(ALL_TYPES, job_id="job1", op="i").encode(values, key="k")
+    assert encoded.body == entity_json(entity_of(ALL_TYPES, values))
+
+
+@pytest.mark.parametrize(("length", "large"), [(16_000, False), (MAX_PROPERTY_UNITS, False), (40_000, True)])
+def test_the_row_encoder_measures_long_rows_exactly(length: int, large: bool) -> None:
+    values = {"id": 1, "label": "x" * length}
+    assert RowEncoder(ALL_TYPES, job_id="job1", op="u").encode(values, key="1")[1] is large

@@ -12,7 +12,14 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, TableService
 from azure.data.tables._serialize import _add_entity_properties
 
 from core.ids import new_id
-from core.tablebatch import BatchRejected, BatchTooLarge, entity_json, submit_batch
+from core.tablebatch import (
+    BatchRejected,
+    BatchTooLarge,
+    Encoded,
+    entity_from_json,
+    entity_json,
+    submit_batch,
+)
 
 
 @pytest.fixture
@@ -64,6 +71,28 @@ def test_a_transaction_stores_what_the_sdk_stores(tables: tuple[TableClient, Tab
     theirs.submit_transaction([("create", entity) for entity in entities])
     assert len(_stored(ours)) == 100
     assert _stored(ours) == _stored(theirs)
+
+
+def _encoded(entity: dict[str, object]) -> Encoded:
+    return Encoded(str(entity["PartitionKey"]), str(entity["RowKey"]), entity_json(entity))
+
+
+def test_entities_encoded_ahead_store_what_the_sdk_stores(tables: tuple[TableClient, TableClient]) -> None:
+    ours, theirs = tables
+    entities = _entities("p00", 100)
+    submit_batch(ours, [("create", _encoded(entity)) for entity in entities[:60]])
+    submit_batch(ours, [("upsert", _encoded(entity)) for entity in entities[50:]])  # ten replaced
+    theirs.submit_transaction([("create", entity) for entity in entities])
+    assert len(_stored(ours)) == 100
+    assert _stored(ours) == _stored(theirs)
+    with pytest.raises(BatchRejected) as refused:
+        submit_batch(ours, [("create", _encoded(entities[99]))])
+    assert refused.value.status == 409
+
+
+def test_entity_from_json_refuses_a_type_it_was_not_written_with() -> None:
+    with pytest.raises(ValueError, match=r"Edm\.Guid"):
+        entity_from_json('{"id": "0f8fad5b-d9cb-469f-a165-70867728950e", "id@odata.type": "Edm.Guid"}')
 
 
 def test_upsert_replaces_whole_entities_and_inserts_missing_ones(
