@@ -64,7 +64,9 @@ log = logging.getLogger(__name__)
 
 MODES: Final = ("insert", "upsert", "replace")
 DECISIONS: Final = {"approve": "approved", "reject": "rejected", "cancel": "cancelled"}
-KEYS_PER_BUCKET: Final = 25_000
+# Duplicate keys are spread over the whole file, so each bucket stores its few errors per row-error
+# partition in small transactions: 4 buckets of 25,000 keys took 1.0 s of a 100,000-row import, one 0.4 s.
+KEYS_PER_BUCKET: Final = 100_000
 ALL_DUPS: Final = "dups-all"  # the union of the buckets' duplicate rows, stored by the review
 STORED_ERRORS_PER_CHUNK: Final = 2_000
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
