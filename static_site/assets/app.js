@@ -73,6 +73,7 @@ async function render() {
   }
   if (visit) visit.abort();
   visit = new AbortController();
+  const started = document.activeElement;
   const { signal } = visit;
   const path = location.pathname;
   const match = ROUTES.map(([pattern, page, guarded]) => [pattern.exec(path), page, guarded]).find(([found]) => found);
@@ -81,7 +82,7 @@ async function render() {
     document.title = "Not found · Loadbay";
     replace(main, h("h1", { tabindex: "-1" }, "Page not found"),
       h("p", {}, "There is nothing at this address. ", h("a", { href: "/", "data-link": true }, "Go to your datasets"), "."));
-    focusHeading();
+    focusHeading(started);
     return;
   }
   const [found, page, guarded] = match;
@@ -95,7 +96,7 @@ async function render() {
       h("h1", { tabindex: "-1" }, "Bulk CSV imports into Azure Table Storage"),
       h("p", {}, "Upload a CSV file, see its profile, map and validate it against a dataset's schema, review what is wrong, and load the good rows."),
       h("p", {}, h("a", { class: "button primary", href: "/login" }, "Sign in to start")));
-    focusHeading();
+    focusHeading(started);
     return;
   }
   replace(main, h("p", { class: "muted" }, "Loading…"));
@@ -106,10 +107,14 @@ async function render() {
     replace(main, h("h1", { tabindex: "-1" }, "This page could not be shown"), problem(error));
     announce(error.message || "Error");
   }
-  focusHeading();
+  focusHeading(started);
 }
 
-function focusHeading() {
+// Move focus to the new page's heading, unless the visitor moved it while the page loaded (a keyboard
+// user who tabs on while a list loads keeps their place).
+function focusHeading(started) {
+  const now = document.activeElement;
+  if (now && now !== document.body && now !== started) return;
   const heading = main.querySelector("h1");
   if (heading) {
     heading.setAttribute("tabindex", "-1");

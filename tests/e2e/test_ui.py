@@ -301,6 +301,38 @@ def test_an_admin_replays_a_poison_message(
         snap(page, "12-admin-replayed")
 
 
+def test_a_page_that_finishes_loading_leaves_the_focus_where_the_keyboard_moved_it(
+    browser: Any, site: SwaEmulator
+) -> None:
+    with visitor(browser, site, "tabs-ahead") as page:
+        held: list[Any] = []  # the first list answers only when let go; later ones at once
+
+        def hold_the_first(route: Any) -> None:
+            if held:
+                route.continue_()
+            else:
+                held.append(route)
+
+        page.route(re.compile(r"/api/datasets\?"), hold_the_first)
+        page.goto(site.url + "/datasets")
+        page.get_by_role("heading", name="My datasets").wait_for()
+        for _ in range(12):  # meanwhile, Tab to the "New dataset" link
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.textContent") == "New dataset":
+                break
+        assert page.evaluate("document.activeElement.textContent") == "New dataset"
+        for _ in range(100):
+            if held:
+                break
+            page.wait_for_timeout(50)
+        held[0].continue_()  # the list arrives while the link has the focus
+        page.get_by_text("You have no datasets yet.").wait_for()
+        assert page.evaluate("document.activeElement.textContent") == "New dataset"  # not the heading
+        page.get_by_role("link", name="My datasets").click()  # a navigation still focuses its heading
+        page.get_by_text("You have no datasets yet.").wait_for()
+        assert page.evaluate("document.activeElement.tagName") == "H1"
+
+
 def test_every_control_is_labelled_and_the_keyboard_gets_everywhere(browser: Any, site: SwaEmulator) -> None:
     with visitor(browser, site, "kay") as page:
         page.goto(site.url + "/datasets")
