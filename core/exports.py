@@ -1,7 +1,10 @@
 """Exports: stream a dataset's rows to a CSV blob, then hand out a short-lived read-only link.
 
-The worker writes ``exports/<jobId>.csv`` from scratch each time it runs, so a repeat delivery only
-writes the same file again. The header is the schema's field names; each cell is written so that
+The worker writes ``exports/<jobId>.csv`` as blocks of the blob, committed all at once after the last
+row, in slices of at most LOADBAY_EXPORT_SLICE_SECONDS (300): a slice that ends before the rows do records how far it got
+on the job (`exportProgress`: the blocks staged, the page to read next) and sends the job's command
+again, so an export of any size fits Functions' timeout, and a crash or a repeat delivery goes on from
+the last slice recorded. The header is the schema's field names; each cell is written so that
 importing the file with the same schema gives the same values, and (unless ``safeCells`` is false)
 text cells a spreadsheet would run as formulas get a leading ``'`` (CSV injection).
 
@@ -12,27 +15,33 @@ and an export whose dataset is deleted under it fails rather than completing wit
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import io
+import json
 import logging
+import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobSasPermissions, ContentSettings
+from azure.storage.blob import BlobBlock, BlobClient, BlobSasPermissions, ContentSettings
 
 from core import datasets, jobs, rows
 from core.auth import Principal
 from core.errors import Conflict, Invalid
+from core.ids import new_id
 from core.jobs import Job
 from core.settings import Settings
 from core.storage import EXPORT_QUEUE, EXPORTS_CONTAINER, Storage
 
 log = logging.getLogger(__name__)
 
-ROWS_PER_PIECE: Final = 2_000
+ROWS_PER_PIECE: Final = 1_000  # one page of the rows table: where a slice can end and the next go on
+BLOCK_BYTES: Final = 4 * 1024 * 1024  # a block of the file: at most 50,000 of them make a blob
 MAX_TABLE_SWITCHES: Final = 10
 DATASET_DELETED: Final = "The dataset was deleted, so it was not exported."
 
@@ -105,8 +114,19 @@ def export_file_name(dataset_name: str, job_id: str) -> str:
     return f"{stem or 'dataset'}-{job_id}.csv"
 
 
-def run_export(*, storage: Storage, job_id: str) -> str:
-    """Write the export file and mark the job completed; return its status. Safe to run twice."""
+def run_export(
+    *,
+    storage: Storage,
+    job_id: str,
+    slice_seconds: float = 0,
+    resume: Callable[[], None] | None = None,
+) -> str:
+    """Write the export file for up to `slice_seconds`, and mark the job completed once it is whole.
+
+    Returns the job's status: `running` when the slice ended before the rows did, after recording its
+    progress and calling `resume` (the worker sends the job's command again, and the next call goes on
+    from there; without `resume`, a slice writes the whole file). Safe to run twice, or twice at once.
+    """
     job = jobs.load_job(storage, job_id)
     if job is None or job.kind != jobs.EXPORT:
         return "missing"
@@ -115,13 +135,23 @@ def run_export(*, storage: Storage, job_id: str) -> str:
     dataset = datasets.load_dataset(storage, job.dataset_id)
     if dataset is None or dataset.status != datasets.ACTIVE:
         return fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
-    jobs.change_job(
+    job = jobs.change_job(
         storage, job_id, lambda current: {"status": jobs.RUNNING} if current.status == jobs.QUEUED else None
     )
+    if job is None or job.status != jobs.RUNNING:
+        return job.status if job else "missing"
     blob = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv")
-    written = _write_file(storage, blob, dataset, safe=bool(job.get("safeCells", True)))
-    if written is None:
+    deadline = time.monotonic() + (slice_seconds if resume is not None else float("inf"))
+    outcome = _write_slice(storage, job, blob, dataset, deadline=deadline)
+    if outcome is None:
         return fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
+    if isinstance(outcome, str):  # the job went, or another delivery of it is ahead
+        return outcome
+    if not outcome.done:
+        assert resume is not None  # without it the deadline never comes
+        resume()
+        return jobs.RUNNING
+    written = outcome.rows
     size = blob.get_blob_properties().size
     # A delete lists the dataset's files only once the dataset is `deleting`: a file written before that
     # is found and deleted by it; one written after is this export's to delete (the delete may already
@@ -157,57 +187,153 @@ def fail_export(*, storage: Storage, job_id: str, error: str) -> str:
     return ended.status if ended else "missing"  # a deleted dataset's jobs go with it
 
 
-def _write_file(storage: Storage, blob: BlobClient, dataset: datasets.Dataset, *, safe: bool) -> int | None:
-    """Write the file from the dataset's rows table; return its row count, or None if the dataset went.
+@dataclass
+class _Progress:
+    """How far an export's file has got, kept on its job between slices (`exportProgress`, JSON).
 
-    The blob's content is committed only after the last row (its blocks, all at once), so a file started
-    again after a replace switched tables keeps nothing of the old table's rows.
+    Its blocks are staged, not committed, until the last row. A block's id is its number and the id of
+    the slice (`run`) that staged it: two deliveries of one command racing each other never overwrite
+    each other's blocks, and only the one whose progress lands on the job goes on.
     """
-    for _ in range(MAX_TABLE_SWITCHES):
-        counter = [0]
+
+    table: str = ""  # the rows table read; a replace may switch the dataset to another
+    rows: int = 0
+    blocks: int = 0
+    runs: list[list[Any]] = field(default_factory=list)  # [first block, slice id] of each slice
+    token: dict[str, str] | None = None  # where the next page starts; None at the table's start
+    done: bool = False  # every row is in the blocks: commit them
+    switches: int = 0
+
+    @classmethod
+    def of(cls, job: Job) -> _Progress:
+        return cls(**json.loads(job.get("exportProgress") or "{}"))
+
+    def text(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    def block_ids(self) -> list[str]:
+        ids = []
+        for number, (first, run) in enumerate(self.runs):
+            end = self.runs[number + 1][0] if number + 1 < len(self.runs) else self.blocks
+            ids += [_block_id(block, run) for block in range(first, end)]
+        return ids
+
+
+def _block_id(block: int, run: str) -> str:
+    return base64.b64encode(f"{block:08d}-{run}".encode()).decode()
+
+
+def _write_slice(
+    storage: Storage, job: Job, blob: BlobClient, dataset: datasets.Dataset, *, deadline: float
+) -> _Progress | str | None:
+    """Add blocks to the file until the deadline or the last row; commit them after the last row.
+
+    Returns the progress recorded, a status if the job went ("missing") or another delivery is ahead
+    ("running"), or None if the dataset went.
+    """
+    started = job.get("exportProgress") or ""
+    progress = _Progress.of(job)
+    safe = bool(job.get("safeCells", True))
+    while not progress.done:
+        if progress.table and progress.table != dataset.rows_table:  # switched since: start again
+            progress = _Progress(switches=progress.switches + 1)
+            if progress.switches > MAX_TABLE_SWITCHES:
+                raise RuntimeError(f"dataset {dataset.id} kept switching rows tables under an export")
+        progress.table = dataset.rows_table
         try:
-            blob.upload_blob(
-                _csv_pieces(storage, dataset, safe=safe, counter=counter),
-                overwrite=True,
-                content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
-            )
+            _stage_blocks(storage, blob, dataset, progress, safe=safe, deadline=deadline)
         except _RowsTableGone as gone:
             if gone.dataset is None or gone.dataset.status != datasets.ACTIVE:
                 return None
             dataset = gone.dataset
             continue
-        return counter[0]
-    raise RuntimeError(f"dataset {dataset.id} kept switching rows tables under an export")
+        if not progress.done:
+            break
+    saved = jobs.change_job(
+        storage,
+        job.id,
+        lambda current: (
+            {"exportProgress": progress.text()}
+            if current.status == jobs.RUNNING and (current.get("exportProgress") or "") == started
+            else None
+        ),
+    )
+    if saved is None:
+        return "missing"
+    if saved.get("exportProgress") != progress.text():
+        return jobs.RUNNING  # another delivery of the command went further: it goes on, this one stops
+    if progress.done:
+        blob.commit_block_list(
+            [BlobBlock(block_id) for block_id in progress.block_ids()],
+            content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
+        )
+    return progress
+
+
+def _stage_blocks(
+    storage: Storage,
+    blob: BlobClient,
+    dataset: datasets.Dataset,
+    progress: _Progress,
+    *,
+    safe: bool,
+    deadline: float,
+) -> None:
+    """Stage the file's next blocks from `progress` on, until the deadline (at a page's end) or the end."""
+    run = new_id()[-10:]
+    first = progress.blocks
+    pending = bytearray()
+
+    def stage() -> None:
+        blob.stage_block(_block_id(progress.blocks, run), bytes(pending))
+        progress.blocks += 1
+        pending.clear()
+
+    for piece in _csv_pieces(storage, dataset, safe=safe, progress=progress):
+        pending += piece
+        if len(pending) >= BLOCK_BYTES:
+            stage()
+        if progress.token is not None and time.monotonic() >= deadline:
+            break
+    else:
+        progress.done = True
+    if pending:
+        stage()
+    if progress.blocks > first:
+        progress.runs.append([first, run])
 
 
 def _csv_pieces(
-    storage: Storage, dataset: datasets.Dataset, *, safe: bool, counter: list[int]
+    storage: Storage, dataset: datasets.Dataset, *, safe: bool, progress: _Progress
 ) -> Iterator[bytes]:
-    """Yield the CSV file in pieces of ROWS_PER_PIECE rows (UTF-8 with a BOM, so spreadsheets read it)."""
+    """Yield the CSV file from `progress` on, a page of ROWS_PER_PIECE rows at a time (the header first,
+    UTF-8 with a BOM so spreadsheets read it), counting each page's rows into `progress` before yielding."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(rows.export_header(dataset.schema, safe=safe))
-    yield b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
+    if progress.token is None:
+        writer.writerow(rows.export_header(dataset.schema, safe=safe))
+        yield b"\xef\xbb\xbf" + out.getvalue().encode("utf-8")
+        out.seek(0)
+        out.truncate()
     table = storage.tables.get_table_client(dataset.rows_table)
-    out.seek(0)
-    out.truncate()
-    pending = 0
+    # The SDK's token is the next keys ({"PartitionKey", "RowKey"}), though typed as text.
+    token: Any = progress.token
+    pages: Any = table.list_entities(results_per_page=ROWS_PER_PIECE).by_page(continuation_token=token)
     try:
-        for entity in table.list_entities(results_per_page=1_000):  # a table that goes away mid-way raises
-            writer.writerow(rows.export_cells(dataset.schema, entity, safe=safe))
-            counter[0] += 1
-            pending += 1
-            if pending == ROWS_PER_PIECE:
-                yield out.getvalue().encode("utf-8")
-                out.seek(0)
-                out.truncate()
-                pending = 0
+        for page in pages:  # a table that goes away mid-way raises
+            count = 0
+            for entity in page:
+                writer.writerow(rows.export_cells(dataset.schema, entity, safe=safe))
+                count += 1
+            progress.rows += count
+            progress.token = pages.continuation_token
+            yield out.getvalue().encode("utf-8")
+            out.seek(0)
+            out.truncate()
     except ResourceNotFoundError:
         current = datasets.load_dataset(storage, dataset.id)
         if current is None or current.status != datasets.ACTIVE or current.rows_table != dataset.rows_table:
             raise _RowsTableGone(current) from None  # a replace switched tables, or a delete is under way
-        if counter[0]:
+        if progress.rows:
             raise  # the table the dataset still names went away part way: the queue tries again
         # Nothing imported yet: the table the dataset names does not exist, and the file is the header alone.
-    if pending:
-        yield out.getvalue().encode("utf-8")

@@ -54,6 +54,7 @@ class Settings:
     chunk_rows: int = 10_000
     download_url_minutes: int = 15
     requests_per_minute: int = 600
+    export_slice_seconds: int = 300
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, host_json: Path | None = None) -> Settings:
@@ -75,6 +76,8 @@ class Settings:
             "chunk_rows": _int(environ, "LOADBAY_CHUNK_ROWS", 10_000, 10, 100_000, problems),
             "download_url_minutes": _int(environ, "LOADBAY_DOWNLOAD_URL_MINUTES", 15, 1, 60, problems),
             "requests_per_minute": _int(environ, "LOADBAY_REQUESTS_PER_MINUTE", 600, 1, 1_000_000, problems),
+            # A slice must end well within functionTimeout (10 minutes): its last page and commit follow.
+            "export_slice_seconds": _int(environ, "LOADBAY_EXPORT_SLICE_SECONDS", 300, 0, 480, problems),
         }
         max_dequeue = _max_dequeue_count(host_json or APP_ROOT / "host.json", problems)
         if problems:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -50,7 +51,8 @@ def run_once_while_exporting(
     def pieces(*args: Any, **kwargs: Any) -> Iterator[bytes]:
         for written, piece in enumerate(real_pieces(*args, **kwargs)):
             if written == after and not happened:
-                happened.append(event())
+                happened.append(True)  # before the event, which may export too
+                event()
             yield piece
 
     monkeypatch.setattr(exports, "_csv_pieces", pieces)
@@ -179,3 +181,105 @@ def test_a_delete_under_way_before_the_first_page_fails_the_export_instead_of_co
 )
 def test_an_export_file_name_is_plain_ascii(name: str, expected: str) -> None:
     assert exports.export_file_name(name, "j") == expected
+
+
+def one_slice(storage: Storage, job_id: str, resumed: list[str] | None = None) -> str:
+    """Run one slice of an export (a page of rows), as its worker does; note each resume in `resumed`."""
+    asked = resumed if resumed is not None else []
+    return exports.run_export(
+        storage=storage, job_id=job_id, slice_seconds=0, resume=lambda: asked.append(job_id)
+    )
+
+
+def export_in_slices(storage: Storage, job_id: str, *, most: int = 50) -> tuple[str, int]:
+    """Run an export slice after slice, as its worker would after each resume; return (status, slices)."""
+    resumed: list[str] = []
+    for slices in range(1, most + 1):
+        status = one_slice(storage, job_id, resumed)
+        if status != jobs.RUNNING:
+            return status, slices
+        assert len(resumed) == slices  # a slice that ends early asks for the next one
+    raise AssertionError(f"the export did not finish in {most} slices")
+
+
+def paged_export(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, count: int
+) -> tuple[datasets.Dataset, jobs.Job]:
+    """Start an export of a new dataset of `count` rows, read in pages of 500."""
+    dataset = dataset_with_rows(storage, count)
+    monkeypatch.setattr(exports, "ROWS_PER_PIECE", 500)
+    return dataset, exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
+
+
+def export_content(storage: Storage, job_id: str) -> bytes:
+    return bytes(storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv").download_blob().readall())
+
+
+def test_an_export_in_slices_writes_the_file_one_slice_writes(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, sliced = paged_export(storage, monkeypatch, 2_300)
+    monkeypatch.setattr(exports, "BLOCK_BYTES", 3_000)  # several blocks a slice
+    whole = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
+    assert exports.run_export(storage=storage, job_id=whole.id) == jobs.COMPLETED  # no resume: one slice
+
+    status, slices = export_in_slices(storage, sliced.id)
+    assert status == jobs.COMPLETED and slices == 5  # 2,300 rows, a page of 500 a slice
+    assert export_content(storage, sliced.id) == export_content(storage, whole.id)
+    assert exported_ids(storage, sliced.id) == list(range(1, 2_301))
+    job = jobs.load_job(storage, sliced.id)
+    assert job is not None and job.get("rows") == 2_300
+    progress = json.loads(job.get("exportProgress"))
+    assert progress["done"] and progress["rows"] == 2_300 and len(progress["runs"]) == 5
+    assert exports.run_export(storage=storage, job_id=sliced.id) == jobs.COMPLETED  # a repeat delivery
+
+
+def test_a_delivery_racing_another_of_the_same_slice_stops_and_the_file_stays_whole(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, export = paged_export(storage, monkeypatch, 1_500)
+    ahead: list[str] = []
+    # The same command, delivered twice: the other delivery runs a whole slice while this one reads.
+    run_once_while_exporting(monkeypatch, lambda: ahead.append(one_slice(storage, export.id)), after=1)
+    resumed: list[str] = []
+    late = one_slice(storage, export.id, resumed)
+    assert ahead == [jobs.RUNNING] and late == jobs.RUNNING and resumed == []  # it stood down, asking nothing
+    monkeypatch.undo()
+    finished = exports.run_export(storage=storage, job_id=export.id)  # the next slice, to the end
+    assert finished == jobs.COMPLETED
+    assert exported_ids(storage, export.id) == list(range(1, 1_501))
+
+
+def test_a_slice_that_died_before_recording_itself_is_written_again(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, export = paged_export(storage, monkeypatch, 1_200)
+    assert one_slice(storage, export.id) == jobs.RUNNING
+    real_change = jobs.change_job
+    with monkeypatch.context() as patched:
+
+        def killed(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("killed after staging its blocks, before recording them")
+
+        patched.setattr(jobs, "change_job", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            one_slice(storage, export.id)
+    assert jobs.change_job is real_change
+    status, _ = export_in_slices(storage, export.id)  # the queue delivers the command again
+    assert status == jobs.COMPLETED
+    assert exported_ids(storage, export.id) == list(range(1, 1_201))
+
+
+def test_a_replace_switching_tables_between_slices_starts_the_file_again_from_the_new_rows(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, export = paged_export(storage, monkeypatch, 1_200)
+    replace = applied_import(storage, dataset.id, csv_rows(7_000, 300), mode="replace")
+    assert one_slice(storage, export.id) == jobs.RUNNING  # the header and 500 of the old rows
+    assert imports.finalize_import(storage=storage, job_id=replace.id) == {"status": jobs.COMPLETED}
+    status, _ = export_in_slices(storage, export.id)
+    assert status == jobs.COMPLETED
+    assert exported_ids(storage, export.id) == list(range(7_000, 7_300))  # one generation, no old rows
+    job = jobs.load_job(storage, export.id)
+    assert job is not None and job.get("rows") == 300
+    assert json.loads(job.get("exportProgress"))["switches"] == 1

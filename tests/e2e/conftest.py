@@ -169,8 +169,13 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
 
 
-# Small chunks, so even small test files are split and cross-chunk behaviour is exercised everywhere.
-E2E_SETTINGS = {"LOADBAY_CHUNK_ROWS": "50", "LOADBAY_REQUESTS_PER_MINUTE": "100000"}
+# Small chunks, so even small test files are split and cross-chunk behaviour is exercised everywhere; an
+# export's slice ends after each page of rows, so exports of more than one page resume through the queue.
+E2E_SETTINGS = {
+    "LOADBAY_CHUNK_ROWS": "50",
+    "LOADBAY_REQUESTS_PER_MINUTE": "100000",
+    "LOADBAY_EXPORT_SLICE_SECONDS": "0",
+}
 
 
 def start_devhost(

@@ -440,6 +440,32 @@ def test_export_then_reimport_gives_the_same_dataset(api: Api) -> None:
     assert original[2]["values"] == {"id": 3, "note": None, "when": "2000-01-01", "price": None, "ok": None}
 
 
+def test_an_export_of_several_pages_is_written_in_slices_each_sending_the_next(devhost: Devhost) -> None:
+    import requests
+
+    api = devhost.api("slicer")  # the e2e devhost ends an export's slice after each page of 1,000 rows
+    schema = {
+        "fields": [{"name": "id", "type": "integer"}, {"name": "v", "type": "string"}],
+        "primaryKey": "id",
+    }
+    dataset_id = api.create_dataset(schema, name="pages")
+    body = ("id,v\n" + "".join(f"{n},=v{n}\n" for n in range(1, 2_501))).encode()
+    assert api.wait_for_import(api.start_import(dataset_id, api.profiled(body), autoApply=True))[
+        "status"
+    ] == ("completed")
+    answer = api.post(f"/api/datasets/{dataset_id}/exports", json={})
+    assert answer.status_code == 202, answer.text
+    export = api.wait_for_export(answer.json()["id"])
+    assert export["status"] == "completed" and export["rows"] == 2_500
+    records = list(
+        csv.reader(io.StringIO(requests.get(export["downloadUrl"], timeout=30).content.decode("utf-8-sig")))
+    )
+    assert records[0] == ["id", "v"]
+    assert sorted((int(n), v) for n, v in records[1:]) == [(n, f"'=v{n}") for n in range(1, 2_501)]
+    slices = devhost.log().count(f"export-requests: job {export['id']} → ")
+    assert slices == 3  # two ended early and sent the command again; the third completed
+
+
 def test_export_neutralises_formulas(api: Api) -> None:
     import requests
 
