@@ -135,10 +135,8 @@ def test_what_a_chunk_or_bucket_stores_after_the_import_ended_is_dropped(
     assert not list(work.list_blobs(name_starts_with=f"{second.id}/"))
 
 
-def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = Settings(storage=storage.config)
+def patterned_import_to_review(storage: Storage) -> tuple[datasets.Dataset, jobs.Job]:
+    """Validate an import of two valid rows whose pattern is matched in a child process, to its review."""
     schema = {
         "fields": [
             {"name": "id", "type": "integer"},
@@ -147,7 +145,15 @@ def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
         "primaryKey": "id",
     }
     dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "slow", "schema": schema})
+    settings = Settings(storage=storage.config)
     job, _ = import_to_review(storage, OWNER, dataset.id, b"id,code\n1,ab\n2,ba\n", settings=settings)
+    return dataset, job
+
+
+def test_a_pattern_out_of_time_while_applying_fails_the_import_with_its_message(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, job = patterned_import_to_review(storage)
 
     validated_before_this_version(storage, job, 0)  # so applying validates the chunk again
     monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.0)  # validating passed; applying runs out
@@ -171,16 +177,7 @@ def validated_before_this_version(storage: Storage, job: jobs.Job, index: int) -
 def test_applying_writes_the_rows_validated_without_reading_or_checking_the_file_again(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(storage=storage.config)
-    schema = {
-        "fields": [
-            {"name": "id", "type": "integer"},
-            {"name": "code", "type": "string", "constraints": {"pattern": "(a|b)+"}},  # to a child
-        ],
-        "primaryKey": "id",
-    }
-    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "kept", "schema": schema})
-    job, _ = import_to_review(storage, OWNER, dataset.id, b"id,code\n1,ab\n2,ba\n", settings=settings)
+    dataset, job = patterned_import_to_review(storage)
     upload = storage.blobs.get_blob_client(UPLOADS_CONTAINER, job.get("uploadId"))
     upload.upload_blob(b"id,code\n1,zz\n", overwrite=True)  # written again after the review counted it
     monkeypatch.setattr(validation, "PATTERN_BATCH_SECONDS", 0.0)  # a pattern would run out of time now
