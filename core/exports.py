@@ -1,12 +1,13 @@
 """Exports: stream a dataset's rows to a CSV blob, then hand out a short-lived read-only link.
 
 The worker writes ``exports/<jobId>.csv`` as blocks of the blob, committed all at once after the last
-row, in slices of at most LOADBAY_EXPORT_SLICE_SECONDS (300): a slice that ends before the rows do records how far it got
-on the job (`exportProgress`: the blocks staged, the page to read next) and sends the job's command
-again, so an export of any size fits Functions' timeout, and a crash or a repeat delivery goes on from
-the last slice recorded. The header is the schema's field names; each cell is written so that
-importing the file with the same schema gives the same values, and (unless ``safeCells`` is false)
-text cells a spreadsheet would run as formulas get a leading ``'`` (CSV injection).
+row, in slices of at most LOADBAY_EXPORT_SLICE_SECONDS (300): a slice that ends before the rows do
+records how far it got on the job (`exportProgress`: the blocks staged, the page to read next) and sends
+the job's command again, so an export of any size fits Functions' timeout, and a crash or a repeat
+delivery goes on from the last slice recorded. The header is the schema's field names; each cell is
+written so that importing the file with the same schema gives the same values, and (unless
+``safeCells`` is false) text cells a spreadsheet would run as formulas get a leading ``'`` (CSV
+injection).
 
 A replace that switches the dataset to its new rows table drops the old one, maybe under a running
 export: the export then writes the whole file again from the new table (one generation, never a mix),

@@ -69,6 +69,7 @@ DECISIONS: Final = {"approve": "approved", "reject": "rejected", "cancel": "canc
 KEYS_PER_BUCKET: Final = 100_000
 ALL_DUPS: Final = "dups-all"  # the union of the buckets' duplicate rows, stored by the review
 STORED_ERRORS_PER_CHUNK: Final = 2_000
+STORED_ERRORS_PER_BUCKET: Final = 8_000  # a bucket takes the keys of ten default chunks
 MAX_CSV_ERRORS: Final = 100_000  # errors.csv is built in one request: bounded, about 20 MB at most
 BATCH_ENTITIES: Final = 100  # Table Storage's transaction limit
 INTERNAL_FAILURE: Final = (
@@ -521,8 +522,12 @@ def validate_chunk(*, storage: Storage, job_id: str, index: int) -> dict[str, An
             f"chunk {index} of import {job_id} has {result.row_count} rows, planned {chunk.rows}"
         )
     # The valid rows, encoded once as their apply writes them: the apply neither reads the file again nor
-    # validates it again, and writes exactly the rows the review counted.
-    _work_blob(storage, job_id, _rows_name(index)).upload_blob(_encoded_rows(ctx, result), overwrite=True)
+    # validates it again, and writes exactly the rows the review counted. A run again keeps the blob an
+    # earlier run stored (the same bytes): rewriting it could break an apply reading it in ranges.
+    with contextlib.suppress(ResourceExistsError):
+        _work_blob(storage, job_id, _rows_name(index)).upload_blob(
+            _encoded_rows(ctx, result), overwrite=False
+        )
     stored = result.errors[:STORED_ERRORS_PER_CHUNK]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
     offsets = _store_key_buckets(storage, ctx.job, index, result.keys)
@@ -626,7 +631,7 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
         )
         digests.append(KeyDigests.from_json(json.loads(data.readall())))
     merged = merge_keys(digests)
-    stored = merged.errors[:STORED_ERRORS_PER_CHUNK]
+    stored = merged.errors[:STORED_ERRORS_PER_BUCKET]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
     _work_blob(storage, job_id, _dups_name(bucket)).upload_blob(
         json.dumps(merged.newly_invalid_rows).encode(), overwrite=True
@@ -1243,6 +1248,7 @@ def _clean_up(storage: Storage, job: Job, status: str, old_table: str | None) ->
         for blob in storage.blobs.get_container_client(WORK_CONTAINER).list_blobs(
             name_starts_with=f"{job.id}/"
         ):
-            storage.blobs.get_blob_client(WORK_CONTAINER, blob.name).delete_blob()
+            with contextlib.suppress(ResourceNotFoundError):  # a late step dropped its own meanwhile
+                storage.blobs.get_blob_client(WORK_CONTAINER, blob.name).delete_blob()
     except AzureError:
         log.warning("Could not clean up after import %s (%s); harmless", job.id, status, exc_info=True)

@@ -174,6 +174,14 @@ def validated_before_this_version(storage: Storage, job: jobs.Job, index: int) -
     storage.blobs.get_blob_client(WORK_CONTAINER, f"{job.id}/{imports._rows_name(index)}").delete_blob()
 
 
+def test_validating_a_chunk_again_keeps_the_rows_an_earlier_run_stored(storage: Storage) -> None:
+    job = validated_import(storage)
+    encoded = storage.blobs.get_blob_client(WORK_CONTAINER, f"{job.id}/{imports._rows_name(0)}")
+    stored = encoded.get_blob_properties().etag
+    assert imports.validate_chunk(storage=storage, job_id=job.id, index=0)["rows"] == 3  # a late repeat
+    assert encoded.get_blob_properties().etag == stored  # not written again under an apply reading it
+
+
 def test_applying_writes_the_rows_validated_without_reading_or_checking_the_file_again(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
