@@ -1,13 +1,14 @@
 """Exports: stream a dataset's rows to a CSV blob, then hand out a short-lived read-only link.
 
-The worker writes ``exports/<jobId>.csv`` as blocks of the blob, committed all at once after the last
-row, in slices of at most LOADBAY_EXPORT_SLICE_SECONDS (300): a slice that ends before the rows do
-records how far it got on the job (`exportProgress`: the blocks staged, the page to read next) and sends
-the job's command again, so an export of any size fits Functions' timeout, and a crash or a repeat
-delivery goes on from the last slice recorded. The header is the schema's field names; each cell is
-written so that importing the file with the same schema gives the same values, and (unless
-``safeCells`` is false) text cells a spreadsheet would run as formulas get a leading ``'`` (CSV
-injection).
+The worker writes ``exports/<jobId>.csv`` as a block blob in slices of at most
+LOADBAY_EXPORT_SLICE_SECONDS (300): a slice adds its blocks to the file, records how far it got on the
+job (`exportProgress`: the file's ETag, the page to read next) and, if rows are left, sends the job's
+command again. An export of any size so fits Functions' timeout, and a crash or a repeat delivery goes
+on from the last slice recorded (see _Progress). The file is handed out only once the job completes.
+
+The header is the schema's field names; each cell is written so that importing the file with the same
+schema gives the same values, and (unless ``safeCells`` is false) text cells a spreadsheet would run as
+formulas get a leading ``'`` (CSV injection).
 
 A replace that switches the dataset to its new rows table drops the old one, maybe under a running
 export: the export then writes the whole file again from the new table (one generation, never a mix),
@@ -16,7 +17,6 @@ and an export whose dataset is deleted under it fails rather than completing wit
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import csv
 import io
@@ -24,11 +24,12 @@ import json
 import logging
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobClient, BlobSasPermissions, ContentSettings
 
 from core import datasets, jobs, rows
@@ -45,6 +46,10 @@ ROWS_PER_PIECE: Final = 1_000  # one page of the rows table: where a slice can e
 BLOCK_BYTES: Final = 4 * 1024 * 1024  # a block of the file: at most 50,000 of them make a blob
 MAX_TABLE_SWITCHES: Final = 10
 DATASET_DELETED: Final = "The dataset was deleted, so it was not exported."
+
+
+class _Superseded(Exception):
+    """The export's file is no longer as its last slice left it: another delivery committed, or it went."""
 
 
 class _RowsTableGone(Exception):
@@ -115,18 +120,12 @@ def export_file_name(dataset_name: str, job_id: str) -> str:
     return f"{stem or 'dataset'}-{job_id}.csv"
 
 
-def run_export(
-    *,
-    storage: Storage,
-    job_id: str,
-    slice_seconds: float = 0,
-    resume: Callable[[], None] | None = None,
-) -> str:
-    """Write the export file for up to `slice_seconds`, and mark the job completed once it is whole.
+def run_export(*, storage: Storage, job_id: str, slice_seconds: float | None = None) -> str:
+    """Write the export file for up to `slice_seconds` (None: to its end), and complete the job once whole.
 
     Returns the job's status: `running` when the slice ended before the rows did, after recording its
-    progress and calling `resume` (the worker sends the job's command again, and the next call goes on
-    from there; without `resume`, a slice writes the whole file). Safe to run twice, or twice at once.
+    progress and sending the job's command again (through the outbox), so that the next delivery goes
+    on from there. Safe to run twice, or twice at once.
     """
     job = jobs.load_job(storage, job_id)
     if job is None or job.kind != jobs.EXPORT:
@@ -142,16 +141,16 @@ def run_export(
     if job is None or job.status != jobs.RUNNING:
         return job.status if job else "missing"
     blob = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv")
-    deadline = time.monotonic() + (slice_seconds if resume is not None else float("inf"))
+    deadline = float("inf") if slice_seconds is None else time.monotonic() + slice_seconds
     outcome = _write_slice(storage, job, blob, dataset, deadline=deadline)
-    if outcome is None:
-        return fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
-    if isinstance(outcome, str):  # the job went, or another delivery of it is ahead
+    if outcome is None or outcome == "missing":  # the dataset went: nothing of it outlives it
+        with contextlib.suppress(ResourceNotFoundError):
+            blob.delete_blob()
+        return "missing" if outcome else fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
+    if isinstance(outcome, str):  # another delivery of the command is ahead, or the job ended
         return outcome
     if not outcome.done:
-        assert resume is not None  # without it the deadline never comes
-        resume()
-        return jobs.RUNNING
+        return jobs.RUNNING  # the next slice's command is on its way
     written = outcome.rows
     size = blob.get_blob_properties().size
     # A delete lists the dataset's files only once the dataset is `deleting`: a file written before that
@@ -192,17 +191,19 @@ def fail_export(*, storage: Storage, job_id: str, error: str) -> str:
 class _Progress:
     """How far an export's file has got, kept on its job between slices (`exportProgress`, JSON).
 
-    Its blocks are staged, not committed, until the last row. A block's id is its number and the id of
-    the slice (`run`) that staged it: two deliveries of one command racing each other never overwrite
-    each other's blocks, and only the one whose progress lands on the job goes on.
+    Each slice stages its blocks (ids: the block's number and a random id of the slice) and commits them
+    after the file's blocks so far, on condition that the file is as the last slice recorded it (its
+    ETag): of two deliveries of one command racing each other, one commits and goes on, the other stands
+    down. A slice that committed but died before recording it leaves the file ahead of its record: the
+    next one starts the file again.
     """
 
     table: str = ""  # the rows table read; a replace may switch the dataset to another
     rows: int = 0
-    blocks: int = 0
-    runs: list[list[Any]] = field(default_factory=list)  # [first block, slice id] of each slice
+    blocks: int = 0  # committed so far
+    etag: str = ""  # the file's ETag after the last slice's commit ("": the file is not begun)
     token: dict[str, str] | None = None  # where the next page starts; None at the table's start
-    done: bool = False  # every row is in the blocks: commit them
+    done: bool = False  # every row is in the file
     switches: int = 0
 
     @classmethod
@@ -212,28 +213,19 @@ class _Progress:
     def text(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
 
-    def block_ids(self) -> list[str]:
-        ids = []
-        for number, (first, run) in enumerate(self.runs):
-            end = self.runs[number + 1][0] if number + 1 < len(self.runs) else self.blocks
-            ids += [_block_id(block, run) for block in range(first, end)]
-        return ids
-
-
-def _block_id(block: int, run: str) -> str:
-    return base64.b64encode(f"{block:08d}-{run}".encode()).decode()
-
 
 def _write_slice(
     storage: Storage, job: Job, blob: BlobClient, dataset: datasets.Dataset, *, deadline: float
 ) -> _Progress | str | None:
-    """Add blocks to the file until the deadline or the last row; commit them after the last row.
+    """Add the rows to the file until the deadline or the last row, and record how far it got.
 
-    Returns the progress recorded, a status if the job went ("missing") or another delivery is ahead
-    ("running"), or None if the dataset went.
+    Returns the progress recorded, a status if the job went ("missing") or another delivery of its
+    command is ahead ("running"), or None if the dataset went.
     """
     started = job.get("exportProgress") or ""
     progress = _Progress.of(job)
+    if progress.etag and _etag(blob) != progress.etag:  # a slice committed, then died before its record
+        progress = _Progress(switches=progress.switches)
     safe = bool(job.get("safeCells", True))
     while not progress.done:
         if progress.table and progress.table != dataset.rows_table:  # switched since: start again
@@ -242,36 +234,61 @@ def _write_slice(
                 raise RuntimeError(f"dataset {dataset.id} kept switching rows tables under an export")
         progress.table = dataset.rows_table
         try:
-            _stage_blocks(storage, blob, dataset, progress, safe=safe, deadline=deadline)
+            _add_blocks(storage, blob, dataset, progress, safe=safe, deadline=deadline)
         except _RowsTableGone as gone:
             if gone.dataset is None or gone.dataset.status != datasets.ACTIVE:
                 return None
             dataset = gone.dataset
             continue
-        if not progress.done:
-            break
-    saved = jobs.change_job(
+        except _Superseded:  # another delivery of the command committed first, or the file went
+            current = jobs.load_job(storage, job.id)
+            return current.status if current else "missing"
+        break
+    return _record(storage, job.id, started, progress)
+
+
+def _record(storage: Storage, job_id: str, started: str, progress: _Progress) -> _Progress | str:
+    """Record the slice's progress on the job, if no other delivery recorded one since it started, and
+    unless the file is whole, send the job's command again: the record and its outbox row land in one
+    transaction, so a crash before the send leaves the command to the outbox sweeper."""
+    text = progress.text()
+    recorded = jobs.change_job(
         storage,
-        job.id,
+        job_id,
         lambda current: (
-            {"exportProgress": progress.text()}
+            {"exportProgress": text}
             if current.status == jobs.RUNNING and (current.get("exportProgress") or "") == started
             else None
         ),
+        command_to=None if progress.done else EXPORT_QUEUE,
     )
-    if saved is None:
+    if recorded is None:
         return "missing"
-    if saved.get("exportProgress") != progress.text():
-        return jobs.RUNNING  # another delivery of the command went further: it goes on, this one stops
-    if progress.done:
-        blob.commit_block_list(
-            [BlobBlock(block_id) for block_id in progress.block_ids()],
-            content_settings=ContentSettings(content_type="text/csv; charset=utf-8"),
+    if recorded.get("exportProgress") != text:
+        return recorded.status  # another delivery went further (it goes on, this one stops), or it ended
+    if not progress.done:
+        jobs.send_command(
+            storage,
+            dataset_id=recorded.dataset_id,
+            job_id=job_id,
+            queue=EXPORT_QUEUE,
+            traceparent=None,
+            etag=recorded.outbox_etag,
         )
     return progress
 
 
-def _stage_blocks(
+def _etag(blob: BlobClient) -> str:
+    try:
+        return str(blob.get_blob_properties().etag)
+    except ResourceNotFoundError:
+        return ""
+
+
+_CSV = ContentSettings(content_type="text/csv; charset=utf-8")
+
+
+def _add_blocks(
     storage: Storage,
     blob: BlobClient,
     dataset: datasets.Dataset,
@@ -280,14 +297,19 @@ def _stage_blocks(
     safe: bool,
     deadline: float,
 ) -> None:
-    """Stage the file's next blocks from `progress` on, until the deadline (at a page's end) or the end."""
+    """Add the file's next rows from `progress` on, until the deadline (at a page's end) or the end."""
+    if not progress.etag:  # the file's first slice: an empty file (dropping any block staged before)
+        progress.etag = str(blob.commit_block_list([], content_settings=_CSV)["etag"])
+        progress.blocks = 0
+    committed = [block.id for block in blob.get_block_list("committed")[0]]
     run = new_id()[-10:]
-    first = progress.blocks
+    staged: list[str] = []
     pending = bytearray()
 
     def stage() -> None:
-        blob.stage_block(_block_id(progress.blocks, run), bytes(pending))
-        progress.blocks += 1
+        block_id = f"{progress.blocks + len(staged):08d}-{run}"  # one length for every block of the file
+        blob.stage_block(block_id, bytes(pending))
+        staged.append(block_id)
         pending.clear()
 
     for piece in _csv_pieces(storage, dataset, safe=safe, progress=progress):
@@ -300,8 +322,17 @@ def _stage_blocks(
         progress.done = True
     if pending:
         stage()
-    if progress.blocks > first:
-        progress.runs.append([first, run])
+    try:
+        written = blob.commit_block_list(
+            [BlobBlock(block_id) for block_id in committed + staged],
+            content_settings=_CSV,
+            etag=progress.etag,
+            match_condition=MatchConditions.IfNotModified,
+        )
+    except (ResourceModifiedError, ResourceNotFoundError):
+        raise _Superseded from None
+    progress.etag = str(written["etag"])
+    progress.blocks += len(staged)
 
 
 def _csv_pieces(

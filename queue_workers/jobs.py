@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -110,20 +111,16 @@ async def _status(client: df.DurableOrchestrationClient, instance_id: str) -> An
 async def write_export(msg: func.QueueMessage) -> None:
     """Write the dataset's rows to the export's CSV file."""
 
-    async def work(job_id: str, traceparent: str | None) -> str:
-        storage = runtime().storage
+    async def work(job_id: str, _traceparent: str | None) -> str:
+        rt = runtime()
+        began = time.monotonic()  # a slice's time counts from the invocation's start, not its thread's
 
-        def resume() -> None:  # the next slice: the same command again (a failed send fails this one)
-            storage.send(EXPORT_QUEUE, {"id": job_id, "traceparent": traceparent or current_traceparent()})
+        def write() -> str:
+            left = rt.settings.export_slice_seconds - (time.monotonic() - began)
+            return exports.run_export(storage=rt.storage, job_id=job_id, slice_seconds=max(0.0, left))
 
         # Long blocking work runs on a thread, so it never stalls the worker's event loop.
-        return await asyncio.to_thread(
-            exports.run_export,
-            storage=storage,
-            job_id=job_id,
-            slice_seconds=runtime().settings.export_slice_seconds,
-            resume=resume,
-        )
+        return await asyncio.to_thread(write)
 
     def give_up(job_id: str) -> None:
         exports.fail_export(storage=runtime().storage, job_id=job_id, error=INTERNAL_ERROR)

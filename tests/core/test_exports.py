@@ -6,13 +6,14 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from core import datasets, exports, imports, jobs, rows
 from core.auth import Principal
-from core.storage import EXPORTS_CONTAINER, Storage
+from core.storage import EXPORT_QUEUE, EXPORTS_CONTAINER, Storage
 from tests.core.steps import import_to_review
 
 OWNER = Principal(user_id="export-test", user_details="e", identity_provider="aad", roles=frozenset())
@@ -183,23 +184,31 @@ def test_an_export_file_name_is_plain_ascii(name: str, expected: str) -> None:
     assert exports.export_file_name(name, "j") == expected
 
 
-def one_slice(storage: Storage, job_id: str, resumed: list[str] | None = None) -> str:
-    """Run one slice of an export (a page of rows), as its worker does; note each resume in `resumed`."""
-    asked = resumed if resumed is not None else []
-    return exports.run_export(
-        storage=storage, job_id=job_id, slice_seconds=0, resume=lambda: asked.append(job_id)
-    )
+def one_slice(storage: Storage, job_id: str) -> str:
+    """Run one slice of an export (with slices of no time, a page of rows), as its worker does."""
+    return exports.run_export(storage=storage, job_id=job_id, slice_seconds=0)
 
 
 def export_in_slices(storage: Storage, job_id: str, *, most: int = 50) -> tuple[str, int]:
-    """Run an export slice after slice, as its worker would after each resume; return (status, slices)."""
-    resumed: list[str] = []
+    """Run an export slice after slice, as its worker does on each command; return (status, slices)."""
     for slices in range(1, most + 1):
-        status = one_slice(storage, job_id, resumed)
+        status = one_slice(storage, job_id)
         if status != jobs.RUNNING:
             return status, slices
-        assert len(resumed) == slices  # a slice that ends early asks for the next one
     raise AssertionError(f"the export did not finish in {most} slices")
+
+
+def commands_sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the job ids whose commands are sent (and send them)."""
+    sent: list[str] = []
+    real_send = jobs.send_command
+
+    def send(storage: Storage, **kwargs: Any) -> bool:
+        sent.append(kwargs["job_id"])
+        return real_send(storage, **kwargs)
+
+    monkeypatch.setattr(jobs, "send_command", send)
+    return sent
 
 
 def paged_export(
@@ -219,18 +228,21 @@ def test_an_export_in_slices_writes_the_file_one_slice_writes(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     dataset, sliced = paged_export(storage, monkeypatch, 2_300)
-    monkeypatch.setattr(exports, "BLOCK_BYTES", 3_000)  # several blocks a slice
+    monkeypatch.setattr(exports, "BLOCK_BYTES", 3_000)  # a page (~6 KB) fills a block
     whole = exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
-    assert exports.run_export(storage=storage, job_id=whole.id) == jobs.COMPLETED  # no resume: one slice
+    assert exports.run_export(storage=storage, job_id=whole.id) == jobs.COMPLETED  # no slices: at once
 
+    sent = commands_sent(monkeypatch)
     status, slices = export_in_slices(storage, sliced.id)
     assert status == jobs.COMPLETED and slices == 5  # 2,300 rows, a page of 500 a slice
+    assert sent == [sliced.id] * 4  # each slice but the last sent the command for the next
+    assert not list(jobs.partition_rows(storage, dataset.id, jobs.outbox_row(sliced.id)))  # and cleared it
     assert export_content(storage, sliced.id) == export_content(storage, whole.id)
     assert exported_ids(storage, sliced.id) == list(range(1, 2_301))
     job = jobs.load_job(storage, sliced.id)
     assert job is not None and job.get("rows") == 2_300
     progress = json.loads(job.get("exportProgress"))
-    assert progress["done"] and progress["rows"] == 2_300 and len(progress["runs"]) == 5
+    assert progress["done"] and progress["rows"] == 2_300 and progress["blocks"] == 5
     assert exports.run_export(storage=storage, job_id=sliced.id) == jobs.COMPLETED  # a repeat delivery
 
 
@@ -241,33 +253,43 @@ def test_a_delivery_racing_another_of_the_same_slice_stops_and_the_file_stays_wh
     ahead: list[str] = []
     # The same command, delivered twice: the other delivery runs a whole slice while this one reads.
     run_once_while_exporting(monkeypatch, lambda: ahead.append(one_slice(storage, export.id)), after=1)
-    resumed: list[str] = []
-    late = one_slice(storage, export.id, resumed)
-    assert ahead == [jobs.RUNNING] and late == jobs.RUNNING and resumed == []  # it stood down, asking nothing
+    sent = commands_sent(monkeypatch)
+    late = one_slice(storage, export.id)
+    assert ahead == [jobs.RUNNING] and late == jobs.RUNNING
+    assert sent == [export.id]  # the other delivery's command for the next slice; this one stood down
     monkeypatch.undo()
     finished = exports.run_export(storage=storage, job_id=export.id)  # the next slice, to the end
     assert finished == jobs.COMPLETED
     assert exported_ids(storage, export.id) == list(range(1, 1_501))
 
 
-def test_a_slice_that_died_before_recording_itself_is_written_again(
+def test_a_slice_that_died_between_its_commit_and_its_record_makes_the_next_start_again(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, export = paged_export(storage, monkeypatch, 1_200)
     assert one_slice(storage, export.id) == jobs.RUNNING
-    real_change = jobs.change_job
     with monkeypatch.context() as patched:
 
         def killed(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("killed after staging its blocks, before recording them")
+            raise RuntimeError("killed after committing its blocks, before recording them")
 
-        patched.setattr(jobs, "change_job", killed)
+        patched.setattr(exports, "_record", killed)
         with pytest.raises(RuntimeError, match="killed"):
             one_slice(storage, export.id)
-    assert jobs.change_job is real_change
-    status, _ = export_in_slices(storage, export.id)  # the queue delivers the command again
-    assert status == jobs.COMPLETED
+    status, slices = export_in_slices(storage, export.id)  # the queue delivers the command again
+    assert status == jobs.COMPLETED and slices == 3  # the whole file again: 1,200 rows in pages of 500
     assert exported_ids(storage, export.id) == list(range(1, 1_201))
+
+
+def test_blocks_an_earlier_version_left_uncommitted_do_not_stop_an_export(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, export = paged_export(storage, monkeypatch, 700)
+    blob = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{export.id}.csv")
+    blob.stage_block("0" * 48, b"id,v\r\n1,x1\r\n")  # as the SDK's upload_blob named them, then died
+    status, _ = export_in_slices(storage, export.id)
+    assert status == jobs.COMPLETED
+    assert exported_ids(storage, export.id) == list(range(1, 701))
 
 
 def test_a_replace_switching_tables_between_slices_starts_the_file_again_from_the_new_rows(
@@ -283,3 +305,24 @@ def test_a_replace_switching_tables_between_slices_starts_the_file_again_from_th
     job = jobs.load_job(storage, export.id)
     assert job is not None and job.get("rows") == 300
     assert json.loads(job.get("exportProgress"))["switches"] == 1
+
+
+def test_a_slice_that_died_before_sending_the_next_command_leaves_it_to_the_outbox_sweeper(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, export = paged_export(storage, monkeypatch, 700)
+    with monkeypatch.context() as patched:
+
+        def killed(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("killed after recording its slice, before sending the next command")
+
+        patched.setattr(jobs, "send_command", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            one_slice(storage, export.id)
+    [outbox] = jobs.partition_rows(storage, dataset.id, jobs.outbox_row(export.id))
+    assert outbox["queue"] == EXPORT_QUEUE  # written with the slice's record, in one transaction
+    jobs.sweep_outbox(storage, at=jobs.now() + timedelta(minutes=5))
+    assert not list(jobs.partition_rows(storage, dataset.id, jobs.outbox_row(export.id)))  # sent
+    status, _ = export_in_slices(storage, export.id)  # what the sent command does
+    assert status == jobs.COMPLETED
+    assert exported_ids(storage, export.id) == list(range(1, 701))
