@@ -1,10 +1,10 @@
 """Exports: stream a dataset's rows to a CSV blob, then hand out a short-lived read-only link.
 
 The worker writes ``exports/<jobId>.csv`` as a block blob in slices of at most
-LOADBAY_EXPORT_SLICE_SECONDS (300): a slice adds its blocks to the file, records how far it got on the
-job (`exportProgress`: the file's ETag, the page to read next) and, if rows are left, sends the job's
-command again. An export of any size so fits Functions' timeout, and a crash or a repeat delivery goes
-on from the last slice recorded (see _Progress). The file is handed out only once the job completes.
+LOADBAY_EXPORT_SLICE_SECONDS (300): a slice adds its blocks to the file, with how far it got in the
+file's own metadata (see _Progress), and, if rows are left, sends the job's command again. An export of
+any size so fits Functions' timeout, and a crash or a repeat delivery goes on from the last slice
+committed. The file is handed out only once the job completes.
 
 The header is the schema's field names; each cell is written so that importing the file with the same
 schema gives the same values, and (unless ``safeCells`` is false) text cells a spreadsheet would run as
@@ -26,10 +26,11 @@ import time
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobBlock, BlobClient, BlobSasPermissions, ContentSettings
 
 from core import datasets, jobs, rows
@@ -46,10 +47,6 @@ ROWS_PER_PIECE: Final = 1_000  # one page of the rows table: where a slice can e
 BLOCK_BYTES: Final = 4 * 1024 * 1024  # a block of the file: at most 50,000 of them make a blob
 MAX_TABLE_SWITCHES: Final = 10
 DATASET_DELETED: Final = "The dataset was deleted, so it was not exported."
-
-
-class _Superseded(Exception):
-    """The export's file is no longer as its last slice left it: another delivery committed, or it went."""
 
 
 class _RowsTableGone(Exception):
@@ -123,9 +120,9 @@ def export_file_name(dataset_name: str, job_id: str) -> str:
 def run_export(*, storage: Storage, job_id: str, slice_seconds: float | None = None) -> str:
     """Write the export file for up to `slice_seconds` (None: to its end), and complete the job once whole.
 
-    Returns the job's status: `running` when the slice ended before the rows did, after recording its
-    progress and sending the job's command again (through the outbox), so that the next delivery goes
-    on from there. Safe to run twice, or twice at once.
+    Returns the job's status: `running` when the slice ended before the rows did, after committing its
+    rows and sending the job's command again, so that the next delivery goes on from there. Safe to run
+    twice, or twice at once.
     """
     job = jobs.load_job(storage, job_id)
     if job is None or job.kind != jobs.EXPORT:
@@ -141,6 +138,9 @@ def run_export(*, storage: Storage, job_id: str, slice_seconds: float | None = N
     if job is None or job.status != jobs.RUNNING:
         return job.status if job else "missing"
     blob = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv")
+    # The command stays in the outbox while the slice runs, due once it should have ended: if this
+    # delivery dies (or stands down for another that then dies), the sweeper sends it again.
+    lease = _lease(storage, job, 600 if slice_seconds is None else slice_seconds)
     deadline = float("inf") if slice_seconds is None else time.monotonic() + slice_seconds
     outcome = _write_slice(storage, job, blob, dataset, deadline=deadline)
     if outcome is None or outcome == "missing":  # the dataset went: nothing of it outlives it
@@ -149,8 +149,16 @@ def run_export(*, storage: Storage, job_id: str, slice_seconds: float | None = N
         return "missing" if outcome else fail_export(storage=storage, job_id=job_id, error=DATASET_DELETED)
     if isinstance(outcome, str):  # another delivery of the command is ahead, or the job ended
         return outcome
-    if not outcome.done:
-        return jobs.RUNNING  # the next slice's command is on its way
+    if not outcome.done:  # the next slice: the command again, now (which clears the lease)
+        jobs.send_command(
+            storage,
+            dataset_id=job.dataset_id,
+            job_id=job_id,
+            queue=EXPORT_QUEUE,
+            traceparent=None,
+            etag=lease,
+        )
+        return jobs.RUNNING
     written = outcome.rows
     size = blob.get_blob_properties().size
     # A delete lists the dataset's files only once the dataset is `deleting`: a file written before that
@@ -174,7 +182,18 @@ def run_export(*, storage: Storage, job_id: str, slice_seconds: float | None = N
         with contextlib.suppress(ResourceNotFoundError):
             blob.delete_blob()
         return "missing"
+    with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):  # another's: the sweeper's
+        jobs.datasets_table(storage).delete_entity(
+            job.dataset_id, jobs.outbox_row(job_id), etag=lease, match_condition=MatchConditions.IfNotModified
+        )
     return finished.status
+
+
+def _lease(storage: Storage, job: Job, seconds: float) -> str:
+    """Put the job's command in the outbox, due for the sweeper `seconds` from now; return the row's ETag."""
+    row = jobs.outbox_entity(job.dataset_id, job.id, EXPORT_QUEUE)
+    row["createdAt"] = jobs.now() + timedelta(seconds=seconds)  # the sweeper sends rows older than 30 s
+    return str(jobs.datasets_table(storage).upsert_entity(row)["etag"])
 
 
 def fail_export(*, storage: Storage, job_id: str, error: str) -> str:
@@ -189,103 +208,80 @@ def fail_export(*, storage: Storage, job_id: str, error: str) -> str:
 
 @dataclass
 class _Progress:
-    """How far an export's file has got, kept on its job between slices (`exportProgress`, JSON).
+    """How far an export's file has got: kept in the file's own metadata, written by each commit.
 
     Each slice stages its blocks (ids: the block's number and a random id of the slice) and commits them
-    after the file's blocks so far, on condition that the file is as the last slice recorded it (its
-    ETag): of two deliveries of one command racing each other, one commits and goes on, the other stands
-    down. A slice that committed but died before recording it leaves the file ahead of its record: the
-    next one starts the file again.
+    after the file's blocks so far, with its progress, on condition that the file is as the slice found
+    it (its ETag; the first commit, that the file does not exist yet). The file is the one record of how
+    far it got, so no crash can leave a record behind it: of two deliveries racing each other, one
+    commits and the other stands down, and whichever comes next goes on from the file.
     """
 
     table: str = ""  # the rows table read; a replace may switch the dataset to another
     rows: int = 0
     blocks: int = 0  # committed so far
-    etag: str = ""  # the file's ETag after the last slice's commit ("": the file is not begun)
     token: dict[str, str] | None = None  # where the next page starts; None at the table's start
     done: bool = False  # every row is in the file
     switches: int = 0
 
-    @classmethod
-    def of(cls, job: Job) -> _Progress:
-        return cls(**json.loads(job.get("exportProgress") or "{}"))
+    def text(self) -> str:  # ASCII: metadata travels in HTTP headers
+        return json.dumps(asdict(self), separators=(",", ":"))
 
-    def text(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+_CSV = ContentSettings(content_type="text/csv; charset=utf-8")
 
 
 def _write_slice(
     storage: Storage, job: Job, blob: BlobClient, dataset: datasets.Dataset, *, deadline: float
 ) -> _Progress | str | None:
-    """Add the rows to the file until the deadline or the last row, and record how far it got.
-
-    Returns the progress recorded, a status if the job went ("missing") or another delivery of its
-    command is ahead ("running"), or None if the dataset went.
-    """
-    started = job.get("exportProgress") or ""
-    progress = _Progress.of(job)
-    if progress.etag and _etag(blob) != progress.etag:  # a slice committed, then died before its record
-        progress = _Progress(switches=progress.switches)
+    """Add rows to the file until the deadline or the last row; return the file's progress, or a status
+    if another delivery of the command went further or the job ended, or None if the dataset went."""
+    try:
+        found = blob.get_blob_properties()
+        etag: str | None = str(found.etag)
+        progress = _Progress(**json.loads(found.metadata.get("progress") or "{}"))
+    except ResourceNotFoundError:
+        etag, progress = None, _Progress()
+    if etag is not None and "progress" not in found.metadata:  # an earlier version's file: start again
+        progress = _Progress()
     safe = bool(job.get("safeCells", True))
-    while not progress.done:
-        if progress.table and progress.table != dataset.rows_table:  # switched since: start again
-            progress = _Progress(switches=progress.switches + 1)
-            if progress.switches > MAX_TABLE_SWITCHES:
-                raise RuntimeError(f"dataset {dataset.id} kept switching rows tables under an export")
-        progress.table = dataset.rows_table
-        try:
-            _add_blocks(storage, blob, dataset, progress, safe=safe, deadline=deadline)
-        except _RowsTableGone as gone:
-            if gone.dataset is None or gone.dataset.status != datasets.ACTIVE:
-                return None
-            dataset = gone.dataset
-            continue
-        except _Superseded:  # another delivery of the command committed first, or the file went
-            current = jobs.load_job(storage, job.id)
-            return current.status if current else "missing"
-        break
-    return _record(storage, job.id, started, progress)
-
-
-def _record(storage: Storage, job_id: str, started: str, progress: _Progress) -> _Progress | str:
-    """Record the slice's progress on the job, if no other delivery recorded one since it started, and
-    unless the file is whole, send the job's command again: the record and its outbox row land in one
-    transaction, so a crash before the send leaves the command to the outbox sweeper."""
-    text = progress.text()
-    recorded = jobs.change_job(
-        storage,
-        job_id,
-        lambda current: (
-            {"exportProgress": text}
-            if current.status == jobs.RUNNING and (current.get("exportProgress") or "") == started
-            else None
-        ),
-        command_to=None if progress.done else EXPORT_QUEUE,
-    )
-    if recorded is None:
-        return "missing"
-    if recorded.get("exportProgress") != text:
-        return recorded.status  # another delivery went further (it goes on, this one stops), or it ended
-    if not progress.done:
-        jobs.send_command(
-            storage,
-            dataset_id=recorded.dataset_id,
-            job_id=job_id,
-            queue=EXPORT_QUEUE,
-            traceparent=None,
-            etag=recorded.outbox_etag,
-        )
+    try:
+        if etag is None:  # the file's first slice: an empty file, dropping blocks staged before
+            etag = _commit(blob, [], progress, etag=None)
+        while not progress.done:
+            if progress.table and progress.table != dataset.rows_table:  # switched since: start again
+                progress = _Progress(switches=progress.switches + 1)
+                if progress.switches > MAX_TABLE_SWITCHES:
+                    raise RuntimeError(f"dataset {dataset.id} kept switching rows tables under an export")
+            progress.table = dataset.rows_table
+            try:
+                etag = _add_blocks(storage, blob, dataset, progress, etag, safe=safe, deadline=deadline)
+            except _RowsTableGone as gone:
+                if gone.dataset is None or gone.dataset.status != datasets.ACTIVE:
+                    return None
+                dataset = gone.dataset
+                continue
+            break
+    except (ResourceModifiedError, ResourceExistsError):  # another delivery committed first, or the file went
+        current = jobs.load_job(storage, job.id)
+        return current.status if current else "missing"
     return progress
 
 
-def _etag(blob: BlobClient) -> str:
-    try:
-        return str(blob.get_blob_properties().etag)
-    except ResourceNotFoundError:
-        return ""
-
-
-_CSV = ContentSettings(content_type="text/csv; charset=utf-8")
+def _commit(blob: BlobClient, block_ids: list[str], progress: _Progress, *, etag: str | None) -> str:
+    """Commit the file as `block_ids` with its progress, if it is as the caller found it; return its ETag."""
+    condition: dict[str, Any] = (
+        {"match_condition": MatchConditions.IfMissing}
+        if etag is None
+        else {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+    )
+    written = blob.commit_block_list(
+        [BlobBlock(block_id) for block_id in block_ids],
+        content_settings=_CSV,
+        metadata={"progress": progress.text()},
+        **condition,
+    )
+    return str(written["etag"])
 
 
 def _add_blocks(
@@ -293,15 +289,13 @@ def _add_blocks(
     blob: BlobClient,
     dataset: datasets.Dataset,
     progress: _Progress,
+    etag: str,
     *,
     safe: bool,
     deadline: float,
-) -> None:
+) -> str:
     """Add the file's next rows from `progress` on, until the deadline (at a page's end) or the end."""
-    if not progress.etag:  # the file's first slice: an empty file (dropping any block staged before)
-        progress.etag = str(blob.commit_block_list([], content_settings=_CSV)["etag"])
-        progress.blocks = 0
-    committed = [block.id for block in blob.get_block_list("committed")[0]]
+    committed = [block.id for block in blob.get_block_list("committed")[0]] if progress.blocks else []
     run = new_id()[-10:]
     staged: list[str] = []
     pending = bytearray()
@@ -322,17 +316,8 @@ def _add_blocks(
         progress.done = True
     if pending:
         stage()
-    try:
-        written = blob.commit_block_list(
-            [BlobBlock(block_id) for block_id in committed + staged],
-            content_settings=_CSV,
-            etag=progress.etag,
-            match_condition=MatchConditions.IfNotModified,
-        )
-    except (ResourceModifiedError, ResourceNotFoundError):
-        raise _Superseded from None
-    progress.etag = str(written["etag"])
     progress.blocks += len(staged)
+    return _commit(blob, committed + staged, progress, etag=etag)
 
 
 def _csv_pieces(

@@ -220,6 +220,13 @@ def paged_export(
     return dataset, exports.start_export(storage=storage, principal=OWNER, dataset_id=dataset.id, body={})
 
 
+def file_progress(storage: Storage, job_id: str) -> dict[str, Any]:
+    """Return how far an export's file got, as its last commit recorded it in the file's metadata."""
+    found = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv").get_blob_properties()
+    progress: dict[str, Any] = json.loads(found.metadata["progress"])
+    return progress
+
+
 def export_content(storage: Storage, job_id: str) -> bytes:
     return bytes(storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv").download_blob().readall())
 
@@ -241,7 +248,7 @@ def test_an_export_in_slices_writes_the_file_one_slice_writes(
     assert exported_ids(storage, sliced.id) == list(range(1, 2_301))
     job = jobs.load_job(storage, sliced.id)
     assert job is not None and job.get("rows") == 2_300
-    progress = json.loads(job.get("exportProgress"))
+    progress = file_progress(storage, sliced.id)
     assert progress["done"] and progress["rows"] == 2_300 and progress["blocks"] == 5
     assert exports.run_export(storage=storage, job_id=sliced.id) == jobs.COMPLETED  # a repeat delivery
 
@@ -261,24 +268,6 @@ def test_a_delivery_racing_another_of_the_same_slice_stops_and_the_file_stays_wh
     finished = exports.run_export(storage=storage, job_id=export.id)  # the next slice, to the end
     assert finished == jobs.COMPLETED
     assert exported_ids(storage, export.id) == list(range(1, 1_501))
-
-
-def test_a_slice_that_died_between_its_commit_and_its_record_makes_the_next_start_again(
-    storage: Storage, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, export = paged_export(storage, monkeypatch, 1_200)
-    assert one_slice(storage, export.id) == jobs.RUNNING
-    with monkeypatch.context() as patched:
-
-        def killed(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("killed after committing its blocks, before recording them")
-
-        patched.setattr(exports, "_record", killed)
-        with pytest.raises(RuntimeError, match="killed"):
-            one_slice(storage, export.id)
-    status, slices = export_in_slices(storage, export.id)  # the queue delivers the command again
-    assert status == jobs.COMPLETED and slices == 3  # the whole file again: 1,200 rows in pages of 500
-    assert exported_ids(storage, export.id) == list(range(1, 1_201))
 
 
 def test_blocks_an_earlier_version_left_uncommitted_do_not_stop_an_export(
@@ -304,25 +293,44 @@ def test_a_replace_switching_tables_between_slices_starts_the_file_again_from_th
     assert exported_ids(storage, export.id) == list(range(7_000, 7_300))  # one generation, no old rows
     job = jobs.load_job(storage, export.id)
     assert job is not None and job.get("rows") == 300
-    assert json.loads(job.get("exportProgress"))["switches"] == 1
+    assert file_progress(storage, export.id)["switches"] == 1
 
 
 def test_a_slice_that_died_before_sending_the_next_command_leaves_it_to_the_outbox_sweeper(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dataset, export = paged_export(storage, monkeypatch, 700)
+    dataset, export = paged_export(storage, monkeypatch, 1_200)
+    assert one_slice(storage, export.id) == jobs.RUNNING
     with monkeypatch.context() as patched:
 
         def killed(*args: Any, **kwargs: Any) -> Any:
-            raise RuntimeError("killed after recording its slice, before sending the next command")
+            raise RuntimeError("killed after committing its slice, before sending the next command")
 
         patched.setattr(jobs, "send_command", killed)
         with pytest.raises(RuntimeError, match="killed"):
             one_slice(storage, export.id)
+    assert file_progress(storage, export.id)["rows"] == 1_000  # the file records both slices
     [outbox] = jobs.partition_rows(storage, dataset.id, jobs.outbox_row(export.id))
-    assert outbox["queue"] == EXPORT_QUEUE  # written with the slice's record, in one transaction
+    assert outbox["queue"] == EXPORT_QUEUE  # the slice's lease on the command, never cleared
     jobs.sweep_outbox(storage, at=jobs.now() + timedelta(minutes=5))
     assert not list(jobs.partition_rows(storage, dataset.id, jobs.outbox_row(export.id)))  # sent
-    status, _ = export_in_slices(storage, export.id)  # what the sent command does
-    assert status == jobs.COMPLETED
-    assert exported_ids(storage, export.id) == list(range(1, 701))
+    status, slices = export_in_slices(storage, export.id)  # what the sent command does
+    assert status == jobs.COMPLETED and slices == 1  # it goes on from the file: the last 200 rows
+    assert exported_ids(storage, export.id) == list(range(1, 1_201))
+    assert not list(jobs.partition_rows(storage, dataset.id, jobs.outbox_row(export.id)))  # none left
+
+
+def test_a_delivery_that_read_the_file_before_another_finished_it_leaves_the_file_whole(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, export = paged_export(storage, monkeypatch, 1_200)
+    assert one_slice(storage, export.id) == jobs.RUNNING
+    assert one_slice(storage, export.id) == jobs.RUNNING
+    finished: list[str] = []
+    # A stale delivery reads the file (1,000 rows in); the other finishes and completes the export meanwhile.
+    run_once_while_exporting(monkeypatch, lambda: finished.append(one_slice(storage, export.id)), after=0)
+    assert one_slice(storage, export.id) == jobs.COMPLETED  # it stood down: its commit found the file changed
+    assert finished == [jobs.COMPLETED]
+    assert exported_ids(storage, export.id) == list(range(1, 1_201))
+    job = jobs.load_job(storage, export.id)
+    assert job is not None and job.get("rows") == 1_200
