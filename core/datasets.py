@@ -274,7 +274,16 @@ def delete_dataset(*, storage: Storage, job_id: str) -> str:
     # The dataset row and this job's row go last, together, so a re-run after a crash still finds both
     # (without the job's row it would take the job for one long gone and leave the dataset `deleting`).
     last = {jobs.DATASET_ROW, jobs.job_row(job_id)}
-    others = [entity for entity in partition if entity["RowKey"] not in last]
+    # Outbox rows come and go under a running export (its slice's lease): one by one, gone is fine.
+    for entity in partition:
+        if entity["RowKey"].startswith("outbox-"):
+            with contextlib.suppress(ResourceNotFoundError):
+                table.delete_entity(dataset.id, entity["RowKey"])
+    others = [
+        entity
+        for entity in partition
+        if entity["RowKey"] not in last and not entity["RowKey"].startswith("outbox-")
+    ]
     for start in range(0, len(others), 100):
         table.submit_transaction([("delete", entity) for entity in others[start : start + 100]])
     table.submit_transaction(

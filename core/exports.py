@@ -242,12 +242,13 @@ def _write_slice(
         progress = _Progress(**json.loads(found.metadata.get("progress") or "{}"))
     except ResourceNotFoundError:
         etag, progress = None, _Progress()
-    if etag is not None and "progress" not in found.metadata:  # an earlier version's file: start again
+    legacy = etag is not None and "progress" not in found.metadata  # an earlier version's: start again
+    if legacy:
         progress = _Progress()
     safe = bool(job.get("safeCells", True))
     try:
-        if etag is None:  # the file's first slice: an empty file, dropping blocks staged before
-            etag = _commit(blob, [], progress, etag=None)
+        if etag is None or legacy:  # the file's first slice: an empty file, dropping blocks staged before
+            etag = _commit(blob, [], progress, etag=etag)
         while not progress.done:
             if progress.table and progress.table != dataset.rows_table:  # switched since: start again
                 progress = _Progress(switches=progress.switches + 1)

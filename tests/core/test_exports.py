@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -10,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 
 from core import datasets, exports, imports, jobs, rows
 from core.auth import Principal
@@ -273,12 +275,35 @@ def test_a_delivery_racing_another_of_the_same_slice_stops_and_the_file_stays_wh
 def test_blocks_an_earlier_version_left_uncommitted_do_not_stop_an_export(
     storage: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _, export = paged_export(storage, monkeypatch, 700)
-    blob = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{export.id}.csv")
-    blob.stage_block("0" * 48, b"id,v\r\n1,x1\r\n")  # as the SDK's upload_blob named them, then died
-    status, _ = export_in_slices(storage, export.id)
-    assert status == jobs.COMPLETED
-    assert exported_ids(storage, export.id) == list(range(1, 701))
+    for committed_before in (False, True):
+        _, export = paged_export(storage, monkeypatch, 700)
+        blob = storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{export.id}.csv")
+        if committed_before:  # a whole file written the old way (no progress in its metadata) ...
+            blob.upload_blob(b"id,v\r\n1,x1\r\n")
+        blob.stage_block("0" * 48, b"id,v\r\n1,x1\r\n")  # ... and blocks as upload_blob names them
+        status, _ = export_in_slices(storage, export.id)
+        assert status == jobs.COMPLETED
+        assert exported_ids(storage, export.id) == list(range(1, 701))
+
+
+def test_a_delete_goes_on_when_an_exports_command_leaves_the_outbox_under_it(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, export = paged_export(storage, monkeypatch, 700)
+    with monkeypatch.context() as patched:  # the slice's lease on its command stays in the outbox
+        patched.setattr(jobs, "send_command", lambda *args, **kwargs: False)
+        assert one_slice(storage, export.id) == jobs.RUNNING
+    delete_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
+    real_delete_job_data = datasets._delete_job_data
+
+    def swept_meanwhile(*args: Any, **kwargs: Any) -> None:  # after the delete listed the partition
+        with contextlib.suppress(ResourceNotFoundError):
+            jobs.datasets_table(storage).delete_entity(dataset.id, jobs.outbox_row(export.id))
+        real_delete_job_data(*args, **kwargs)
+
+    monkeypatch.setattr(datasets, "_delete_job_data", swept_meanwhile)
+    assert datasets.delete_dataset(storage=storage, job_id=delete_id) == jobs.COMPLETED
+    assert datasets.load_dataset(storage, dataset.id) is None
 
 
 def test_a_replace_switching_tables_between_slices_starts_the_file_again_from_the_new_rows(
