@@ -197,12 +197,16 @@ def _lease(storage: Storage, job: Job, seconds: float) -> str:
 
 
 def fail_export(*, storage: Storage, job_id: str, error: str) -> str:
-    """Mark an export failed with a reason people can read; return its status."""
+    """Mark an export failed with a reason people can read, and drop its part-written file; return its
+    status (a slice still running stands down: its commit finds the file gone)."""
     ended = jobs.change_job(
         storage,
         job_id,
         lambda current: None if current.status in jobs.FINISHED else {"status": jobs.FAILED, "error": error},
     )
+    if ended is None or ended.status == jobs.FAILED:
+        with contextlib.suppress(ResourceNotFoundError):
+            storage.blobs.get_blob_client(EXPORTS_CONTAINER, f"{job_id}.csv").delete_blob()
     return ended.status if ended else "missing"  # a deleted dataset's jobs go with it
 
 

@@ -359,3 +359,15 @@ def test_a_delivery_that_read_the_file_before_another_finished_it_leaves_the_fil
     assert exported_ids(storage, export.id) == list(range(1, 1_201))
     job = jobs.load_job(storage, export.id)
     assert job is not None and job.get("rows") == 1_200
+
+
+def test_an_export_given_up_on_keeps_no_part_written_file(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, export = paged_export(storage, monkeypatch, 1_200)
+    assert one_slice(storage, export.id) == jobs.RUNNING
+    assert export_blob_exists(storage, export.id)  # the header and 500 rows, so far
+    assert exports.fail_export(storage=storage, job_id=export.id, error="gave up") == jobs.FAILED
+    assert not export_blob_exists(storage, export.id)
+    assert one_slice(storage, export.id) == jobs.FAILED  # a delivery still on its way does nothing
+    assert not export_blob_exists(storage, export.id)
