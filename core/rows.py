@@ -45,6 +45,7 @@ SYSTEM_PROPERTIES: Final = frozenset(
     {"PartitionKey", "RowKey", "Timestamp", "etag", JOB_PROPERTY, OP_PROPERTY, KEY_PROPERTY}
 )
 _FORBIDDEN = re.compile(r"[%/\\#?\x00-\x1f\x7f-\x9f]")
+_DIGESTED = re.compile(r".{200}~[0-9a-f]{40}", re.DOTALL)  # what row_key_of makes of a long key
 _INJECTION_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
 _TEXT_TYPES: Final = frozenset(
     {"string", "any", "yearmonth", "duration", "object", "array", "geopoint", "geojson"}
@@ -69,10 +70,14 @@ def partition_of(row_key: str) -> str:
 
 
 def row_key_of(api_key: str) -> str:
-    """Return the RowKey for an API key: forbidden characters encoded, long keys digested."""
+    """Return the RowKey for an API key: forbidden characters encoded, long keys digested.
+
+    A key that already looks like a digested one (200 characters, ``~``, 40 hex digits) has its ``~``
+    encoded, so no key can take the RowKey of another.
+    """
     encoded = _FORBIDDEN.sub(lambda match: f"%{ord(match.group()):02X}", api_key)
     if len(encoded) <= MAX_ROW_KEY_CHARS:
-        return encoded
+        return f"{encoded[:200]}%7E{encoded[201:]}" if _DIGESTED.fullmatch(encoded) else encoded
     digest = hashlib.blake2b(api_key.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
     return f"{encoded[:200]}~{digest}"
 

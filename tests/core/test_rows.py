@@ -161,6 +161,15 @@ def test_long_keys_with_the_same_start_get_different_row_keys() -> None:
     assert row_key_of(first) != row_key_of(second)
 
 
+def test_a_key_shaped_like_a_digested_one_never_takes_its_row_key() -> None:
+    long_key = "k" * 300
+    digested = row_key_of(long_key)  # "k" * 200 + "~" + 40 hex digits
+    assert row_key_of(digested) != digested  # the short key spelled exactly like it is stored apart
+    entity = entity_of(ALL_TYPES, {"id": 1}, key=digested)
+    assert entity_key(entity) == digested and len(entity["RowKey"]) <= MAX_ROW_KEY_CHARS
+    assert row_key_of("k" * 200 + "~" + "g" * 40) == "k" * 200 + "~" + "g" * 40  # not hex: as it is
+
+
 @given(st.text(max_size=400))
 def test_every_key_gets_a_valid_row_key_that_gives_it_back(key: str) -> None:
     entity = entity_of(ALL_TYPES, {}, key=key)
