@@ -243,15 +243,13 @@ def _write_slice(
     try:
         found = blob.get_blob_properties()
         etag: str | None = str(found.etag)
-        progress = _Progress(**json.loads(found.metadata.get("progress") or "{}"))
+        saved = found.metadata.get("progress")  # none in a file an earlier version wrote: start again
     except ResourceNotFoundError:
-        etag, progress = None, _Progress()
-    legacy = etag is not None and "progress" not in found.metadata  # an earlier version's: start again
-    if legacy:
-        progress = _Progress()
+        etag, saved = None, None
+    progress = _Progress(**json.loads(saved)) if saved else _Progress()
     safe = bool(job.get("safeCells", True))
     try:
-        if etag is None or legacy:  # the file's first slice: an empty file, dropping blocks staged before
+        if etag is None or not saved:  # the file's first slice: an empty file, dropping blocks staged before
             etag = _commit(blob, [], progress, etag=etag)
         while not progress.done:
             if progress.table and progress.table != dataset.rows_table:  # switched since: start again
