@@ -46,7 +46,24 @@ log = logging.getLogger(__name__)
 ROWS_PER_PIECE: Final = 1_000  # one page of the rows table: where a slice can end and the next go on
 BLOCK_BYTES: Final = 4 * 1024 * 1024  # a block of the file: at most 50,000 of them make a blob
 MAX_TABLE_SWITCHES: Final = 10
+MAX_BLOCKS: Final = 50_000  # Azure's limit for one block blob
 DATASET_DELETED: Final = "The dataset was deleted, so it was not exported."
+KEPT_SWITCHING: Final = (
+    f"The dataset's rows were replaced more than {MAX_TABLE_SWITCHES} times while it was being exported; "
+    "export it again once its imports have finished."
+)
+TOO_MANY_BLOCKS: Final = (
+    f"The export file would need more than {MAX_BLOCKS:,} blocks, Azure's limit for one file; "
+    "raise LOADBAY_EXPORT_SLICE_SECONDS, which sets how often a slice adds one."
+)
+
+
+class _ExportLimit(Exception):
+    """An export that cannot finish however often it is tried: it fails at once with `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _RowsTableGone(Exception):
@@ -142,7 +159,12 @@ def run_export(*, storage: Storage, job_id: str, slice_seconds: float | None = N
     # delivery dies (or stands down for another that then dies), the sweeper sends it again.
     lease = _lease(storage, job, 600 if slice_seconds is None else slice_seconds)
     deadline = float("inf") if slice_seconds is None else time.monotonic() + slice_seconds
-    outcome = _write_slice(storage, job, blob, dataset, deadline=deadline)
+    try:
+        outcome = _write_slice(storage, job, blob, dataset, deadline=deadline)
+    except _ExportLimit as limit:
+        status = fail_export(storage=storage, job_id=job_id, error=limit.reason)
+        _release(storage, job, lease)
+        return status
     if outcome is None or outcome == "missing":  # the dataset went: nothing of it outlives it
         with contextlib.suppress(ResourceNotFoundError):
             blob.delete_blob()
@@ -182,10 +204,7 @@ def run_export(*, storage: Storage, job_id: str, slice_seconds: float | None = N
         with contextlib.suppress(ResourceNotFoundError):
             blob.delete_blob()
         return "missing"
-    with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):  # another's: the sweeper's
-        jobs.datasets_table(storage).delete_entity(
-            job.dataset_id, jobs.outbox_row(job_id), etag=lease, match_condition=MatchConditions.IfNotModified
-        )
+    _release(storage, job, lease)
     return finished.status
 
 
@@ -194,6 +213,14 @@ def _lease(storage: Storage, job: Job, seconds: float) -> str:
     row = jobs.outbox_entity(job.dataset_id, job.id, EXPORT_QUEUE)
     row["createdAt"] = jobs.now() + timedelta(seconds=seconds)  # the sweeper sends rows older than 30 s
     return str(jobs.datasets_table(storage).upsert_entity(row)["etag"])
+
+
+def _release(storage: Storage, job: Job, lease: str) -> None:
+    """Take the ended job's command out of the outbox, unless another delivery has leased it since."""
+    with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):  # another's: the sweeper's
+        jobs.datasets_table(storage).delete_entity(
+            job.dataset_id, jobs.outbox_row(job.id), etag=lease, match_condition=MatchConditions.IfNotModified
+        )
 
 
 def fail_export(*, storage: Storage, job_id: str, error: str) -> str:
@@ -255,7 +282,7 @@ def _write_slice(
             if progress.table and progress.table != dataset.rows_table:  # switched since: start again
                 progress = _Progress(switches=progress.switches + 1)
                 if progress.switches > MAX_TABLE_SWITCHES:
-                    raise RuntimeError(f"dataset {dataset.id} kept switching rows tables under an export")
+                    raise _ExportLimit(KEPT_SWITCHING)
             progress.table = dataset.rows_table
             try:
                 etag = _add_blocks(storage, blob, dataset, progress, etag, safe=safe, deadline=deadline)
@@ -304,6 +331,8 @@ def _add_blocks(
     pending = bytearray()
 
     def stage() -> None:
+        if progress.blocks + len(staged) >= MAX_BLOCKS:
+            raise _ExportLimit(TOO_MANY_BLOCKS)
         block_id = f"{progress.blocks + len(staged):08d}-{run}"  # one length for every block of the file
         blob.stage_block(block_id, bytes(pending))
         staged.append(block_id)

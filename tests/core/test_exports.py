@@ -371,3 +371,32 @@ def test_an_export_given_up_on_keeps_no_part_written_file(
     assert not export_blob_exists(storage, export.id)
     assert one_slice(storage, export.id) == jobs.FAILED  # a delivery still on its way does nothing
     assert not export_blob_exists(storage, export.id)
+
+
+def test_an_export_past_the_blob_block_limit_fails_at_once_and_says_why(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, export = paged_export(storage, monkeypatch, 1_200)
+    monkeypatch.setattr(exports, "MAX_BLOCKS", 2)  # slices of no time add a block each: 3 are needed
+    status, slices = export_in_slices(storage, export.id)
+    assert (status, slices) == (jobs.FAILED, 3)
+    job = jobs.load_job(storage, export.id)
+    assert job is not None and job.get("error") == exports.TOO_MANY_BLOCKS
+    assert "LOADBAY_EXPORT_SLICE_SECONDS" in exports.TOO_MANY_BLOCKS
+    assert not export_blob_exists(storage, export.id)
+    assert not list(jobs.partition_rows(storage, dataset.id, jobs.outbox_row(export.id)))  # nothing to resend
+
+
+def test_an_export_whose_rows_keep_being_replaced_fails_and_says_why(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, export = paged_export(storage, monkeypatch, 1_200)
+    monkeypatch.setattr(exports, "MAX_TABLE_SWITCHES", 0)
+    replace = applied_import(storage, dataset.id, csv_rows(7_000, 300), mode="replace")
+    assert one_slice(storage, export.id) == jobs.RUNNING
+    assert imports.finalize_import(storage=storage, job_id=replace.id) == {"status": jobs.COMPLETED}
+    assert one_slice(storage, export.id) == jobs.FAILED
+    job = jobs.load_job(storage, export.id)
+    assert job is not None and job.get("error") == exports.KEPT_SWITCHING
+    assert not export_blob_exists(storage, export.id)
+    assert not list(jobs.partition_rows(storage, dataset.id, jobs.outbox_row(export.id)))
