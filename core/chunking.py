@@ -13,6 +13,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import Final
 
 from core.csvformat import DecodedText, Dialect
@@ -62,15 +63,20 @@ def plan_chunks(
         for record in csv.reader(lines, delimiter=dialect.delimiter, quotechar=dialect.quote_char)
         if record
     )
+    opening = 0
+    if dialect.sep_line:
+        next(records)  # Excel's "sep=X" line: no record, and in no chunk
+        opening = consumed[0]
     first = next(records, None)
     if first is None:
         return [], []
     if dialect.header:
-        header, start, rows = first, consumed[0], 0
-    else:
-        header, start, rows = [f"field{position}" for position in range(1, len(first) + 1)], 0, 1
+        header, start = first, consumed[0]
+    else:  # the first record is the first row (its lines are read: `consumed` is past them)
+        header, start = [f"field{position}" for position in range(1, len(first) + 1)], opening
+        records = chain([first], records)
     chunks: list[ChunkPlan] = []
-    first_row = 1
+    first_row, rows = 1, 0
     for _record in records:
         rows += 1
         if rows == chunk_rows:

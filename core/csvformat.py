@@ -16,6 +16,9 @@ Dialect. ``csv.Sniffer`` picks wrong delimiters (CPython issue 97611), so each c
 is scored on a sample of whole records, parsed quote-aware by the csv module itself: the share of
 records that have the most common field count, then that field count.
 
+A first line ``sep=X`` (any case; Excel writes and reads it) names the delimiter, as it does for Excel:
+the dialect then has ``sep_line``, and readers of the file skip that line, which is no record.
+
 Records. ``read_records`` returns a ``Records`` stream: iterated, it yields records one by one; its
 ``take`` hands out runs of records, and a run read from lines without quotes (most files) comes as
 ``Columns``, cut from one ``str.split`` of the text, for readers that work column by column (validation).
@@ -37,6 +40,7 @@ ENCODING_SNIFF_BYTES: Final = 256 * 1024
 DIALECT_SAMPLE_CHARS: Final = 64 * 1024
 DELIMITERS: Final = (",", ";", "\t", "|")
 PIECE_CHARS: Final = 16 * 1024
+_SEP_LINE: Final = re.compile(r"sep=([^\r\n\"'])(?:\r\n|\n|\r)", re.IGNORECASE)
 
 _BOMS: Final = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -62,15 +66,17 @@ class Dialect:
     header: bool
     double_quote: bool = True
     line_terminator: str = "\r\n"
+    sep_line: bool = False  # the file opens with Excel's "sep=X" line, which is no record
 
     def to_json(self) -> dict[str, object]:
-        """Return the dialect as Frictionless CSV Dialect JSON."""
+        """Return the dialect as Frictionless CSV Dialect JSON (and Loadbay's `sepLine`)."""
         return {
             "delimiter": self.delimiter,
             "quoteChar": self.quote_char,
             "header": self.header,
             "doubleQuote": self.double_quote,
             "lineTerminator": self.line_terminator,
+            "sepLine": self.sep_line,
         }
 
 
@@ -221,21 +227,36 @@ def _broken_encoding(encoding: str, offset: int) -> str:
 
 
 def sniff_dialect(sample: str, *, complete: bool) -> Dialect:
-    """Guess delimiter, quote character and line terminator from decoded text; header is decided later."""
+    """Guess delimiter, quote character and line terminator from decoded text; header is decided later.
+
+    Excel's "sep=X" first line, if there is one, names the delimiter instead.
+    """
+    sep_line = _SEP_LINE.match(sample)
+    if sep_line:
+        sample = sample[sep_line.end() :]
     if len(sample) > DIALECT_SAMPLE_CHARS:
         sample, complete = sample[:DIALECT_SAMPLE_CHARS], False
     if not complete:
         cut = sample.rfind("\n")
         if cut >= 0:
             sample = sample[: cut + 1]
-    delimiter, score = _best_delimiter(sample, '"', complete=complete)
     quote = '"'
-    if '"' not in sample and "'" in sample:
-        single_delimiter, single_score = _best_delimiter(sample, "'", complete=complete)
-        if single_score > score or _single_quotes_prevail(sample, single_delimiter):
-            delimiter, quote = single_delimiter, "'"
+    if sep_line:
+        delimiter = sep_line.group(1)
+        if '"' not in sample and "'" in sample and _single_quotes_prevail(sample, delimiter):
+            quote = "'"
+    else:
+        delimiter, score = _best_delimiter(sample, '"', complete=complete)
+        if '"' not in sample and "'" in sample:
+            single_delimiter, single_score = _best_delimiter(sample, "'", complete=complete)
+            if single_score > score or _single_quotes_prevail(sample, single_delimiter):
+                delimiter, quote = single_delimiter, "'"
     return Dialect(
-        delimiter=delimiter, quote_char=quote, header=True, line_terminator=_line_terminator(sample)
+        delimiter=delimiter,
+        quote_char=quote,
+        header=True,
+        line_terminator=_line_terminator(sample),
+        sep_line=sep_line is not None,
     )
 
 

@@ -404,6 +404,7 @@ def _context(storage: Storage, job_id: str) -> _Context:
         delimiter=dialect_json["delimiter"],
         quote_char=dialect_json["quoteChar"],
         header=dialect_json["header"],
+        sep_line=dialect_json.get("sepLine", False),  # none in an import started by an earlier version
     )
     return _Context(job, dataset, schema, map_columns(schema, header, explicit), dialect)
 

@@ -396,6 +396,8 @@ def _profile(
     text = DecodedText(chunks)
     dialect = sniff_dialect(text.sample, complete=text.complete)
     records = read_records(text, dialect, max_columns=max_columns, max_field_chars=max_field_chars)
+    if dialect.sep_line:
+        next(records)  # Excel's "sep=X" line: no record
     first = next(records, None)
     if first is None:
         raise ProfileFailed("The file is empty.")

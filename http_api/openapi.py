@@ -878,6 +878,11 @@ def _upload_schemas() -> dict[str, Schema]:
                 "header": {"type": "boolean"},
                 "doubleQuote": {"type": "boolean"},
                 "lineTerminator": {"type": "string"},
+                "sepLine": {
+                    "type": "boolean",
+                    "description": "The file opens with Excel's `sep=X` line, which names the delimiter "
+                    "and is not a record.",
+                },
             }
         ),
         "ColumnProfile": _object(

@@ -96,3 +96,16 @@ def test_a_record_starting_with_u_feff_reads_back_whole_from_its_chunk(encoding:
     expected = [["1", "a"], ["\ufeff2", "b"], ["\ufeff3", "c"], ["4", "d"]]
     assert seen == _records(data, encoding)[1:] == expected
     assert [chunk.rows for chunk in chunks] == [1, 1, 1, 1]  # chunks start at those records too
+
+
+@pytest.mark.parametrize("header", [True, False])
+def test_an_excel_sep_line_is_in_no_chunk(header: bool) -> None:
+    dialect = Dialect(delimiter=";", quote_char='"', header=header, sep_line=True)
+    data = b"sep=;\r\nid;name\r\n1;a\r\n2;b\r\n" if header else b"sep=;\r\n1;a\r\n2;b\r\n"
+    names, chunks = plan_chunks([data], encoding="utf-8", dialect=dialect, max_field_chars=100, chunk_rows=1)
+    assert names == (["id", "name"] if header else ["field1", "field2"])
+    first = data.index(b"1;a")
+    assert [(c.start, c.end, c.first_row, c.rows) for c in chunks] == [
+        (first, first + 5, 1, 1),
+        (first + 5, len(data), 2, 1),
+    ]

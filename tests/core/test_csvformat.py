@@ -259,6 +259,7 @@ def test_dialect_json_uses_frictionless_names() -> None:
         "header": False,
         "doubleQuote": True,
         "lineTerminator": "\n",
+        "sepLine": False,
     }
 
 

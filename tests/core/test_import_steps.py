@@ -377,3 +377,21 @@ def test_a_row_opening_with_u_feff_keeps_it_when_its_chunk_starts_there(storage:
     assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
     stored = storage.tables.get_table_client(job.get("rowsTable")).list_entities()
     assert sorted(entity["code"] for entity in stored) == ["a", "\ufeffb"]
+
+
+def test_a_file_opening_with_an_excel_sep_line_imports_its_rows(storage: Storage) -> None:
+    settings = Settings(storage=storage.config, chunk_rows=2)
+    schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "note", "type": "string"}]}
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "sep", "schema": schema})
+    body = "\ufeffsep=;\r\nid;note\r\n1;a,b\r\n2;c\r\n3;d\r\n".encode()
+    job, chunks = import_to_review(storage, OWNER, dataset.id, body, settings=settings)
+    assert chunks == 2
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
+    stored = storage.tables.get_table_client(job.get("rowsTable")).list_entities()
+    assert sorted((entity["id"].value, entity["note"]) for entity in stored) == [
+        (1, "a,b"),
+        (2, "c"),
+        (3, "d"),
+    ]

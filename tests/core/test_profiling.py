@@ -580,3 +580,31 @@ def test_counting_a_run_of_values_is_counting_them_one_by_one(count: int) -> Non
     for start in range(0, count, 512):
         in_runs.add_many(values[start : start + 512])
     assert in_runs.count() == one_by_one.count()
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("line", ["sep=;", "SEP=;"])
+def test_an_excel_sep_line_names_the_delimiter_and_is_not_a_row(
+    encoding: str, newline: str, line: str
+) -> None:
+    # Commas in every cell: without the line, the comma would look like the delimiter.
+    rows = [["id", "name", "note"], ["1", "Ada", "a,b"], ["2", "Bob", "c,d"]]
+    result = profile_stream([(line + newline + delimited(rows, ";", newline)).encode(encoding)])
+    assert (result.dialect.delimiter, result.dialect.header, result.dialect.sep_line) == (";", True, True)
+    assert [column.name for column in result.columns] == ["id", "name", "note"]
+    assert (result.row_count, result.preview) == (2, rows[1:])
+    assert result.to_json()["dialect"]["sepLine"] is True
+
+
+def test_a_sep_line_before_rows_without_a_header_is_not_a_row() -> None:
+    result = profile_stream([b"sep=|\n1|2\n3|4\n"])
+    assert (result.dialect.delimiter, result.dialect.header, result.dialect.sep_line) == ("|", False, True)
+    assert (result.row_count, result.preview) == (2, [["1", "2"], ["3", "4"]])
+
+
+@pytest.mark.parametrize("first", ["sep=", "sep=;;", 'sep="', "sep=;x", "separator=;", " sep=;"])
+def test_a_first_line_only_like_a_sep_line_is_the_header(first: str) -> None:
+    result = profile_stream([f"{first}\n1\n2\n".encode()])
+    assert not result.dialect.sep_line
+    assert result.to_json()["dialect"]["sepLine"] is False

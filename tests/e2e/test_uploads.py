@@ -40,6 +40,11 @@ CASES: dict[str, tuple[bytes, dict[str, Any]]] = {
         {"delimiter": ";", "encoding": "utf-16-le"},
     ),
     "crlf": (delimited(",", newline="\r\n").encode(), {"delimiter": ",", "encoding": "utf-8"}),
+    # Excel's first line naming the delimiter: no record, even for one no other file uses.
+    "excel-sep-line": (
+        b"\xef\xbb\xbfsep=#\r\n" + delimited("#", newline="\r\n").encode(),
+        {"delimiter": "#", "encoding": "utf-8-sig", "sepLine": True},
+    ),
 }
 
 
@@ -65,6 +70,7 @@ def test_inline_upload_is_profiled(devhost: Devhost, case: str) -> None:
     assert body["encoding"] == expected["encoding"]
     assert body["dialect"]["delimiter"] == expected["delimiter"]
     assert body["dialect"]["header"] is True
+    assert body["dialect"]["sepLine"] is expected.get("sepLine", False)
     assert body["rowCount"] == 3
     assert body["preview"][0] == ROWS[1]
     assert_typed_columns(body)
