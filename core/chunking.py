@@ -58,14 +58,14 @@ def plan_chunks(
     if csv.field_size_limit() <= max_field_chars:
         csv.field_size_limit(max_field_chars + 1)
     lines = _counted_lines(DecodedText(blocks, encoding=encoding), codec, consumed)
-    records = (
+    records: Iterator[list[str]] = (
         record
         for record in csv.reader(lines, delimiter=dialect.delimiter, quotechar=dialect.quote_char)
         if record
     )
     opening = 0
     if dialect.sep_line:
-        next(records)  # Excel's "sep=X" line: no record, and in no chunk
+        next(records, None)  # Excel's "sep=X" line: no record, and in no chunk
         opening = consumed[0]
     first = next(records, None)
     if first is None:
