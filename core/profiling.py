@@ -397,7 +397,7 @@ def _profile(
     dialect = sniff_dialect(text.sample, complete=text.complete)
     records = read_records(text, dialect, max_columns=max_columns, max_field_chars=max_field_chars)
     if dialect.sep_line:
-        next(records)  # Excel's "sep=X" line: no record
+        next(records, None)  # Excel's "sep=X" line: no record
     first = next(records, None)
     if first is None:
         raise ProfileFailed("The file is empty.")

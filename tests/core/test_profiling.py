@@ -608,3 +608,9 @@ def test_a_first_line_only_like_a_sep_line_is_the_header(first: str) -> None:
     result = profile_stream([f"{first}\n1\n2\n".encode()])
     assert not result.dialect.sep_line
     assert result.to_json()["dialect"]["sepLine"] is False
+
+
+@pytest.mark.parametrize("content", [b"sep=;\n", b"sep=;\r\n\r\n"])
+def test_a_file_of_a_sep_line_alone_is_empty(content: bytes) -> None:
+    with pytest.raises(ProfileFailed, match="The file is empty"):
+        profile_stream([content])
