@@ -1,4 +1,5 @@
-"""The import orchestration: plan → validate chunks → find duplicate keys → review → apply → finalize.
+"""The import orchestration: plan → validate chunks → find duplicate (and existing) keys → review → apply →
+finalize.
 
 The orchestrator is deterministic: it decides only from its input and activity results. Every activity
 is a thin call into ``core.imports``, which is idempotent, so the at-least-once replays of Durable
@@ -26,6 +27,7 @@ ORCHESTRATOR = "import_orchestrator"
 PLAN = "import_plan"
 VALIDATE = "import_validate_chunk"
 MERGE_KEYS = "import_merge_keys"
+CHECK_KEYS = "import_check_keys"
 REVIEW = "import_review"
 DECIDE = "import_decide"
 APPLY = "import_apply_chunk"
@@ -83,15 +85,16 @@ def _run(context: df.DurableOrchestrationContext, job: dict[str, Any]) -> Any:
         ],
         stop=stop,
     )
-    if plan["buckets"]:
-        yield from all_settled(
-            context,
-            [
-                context.call_activity_with_retry(MERGE_KEYS, RETRY, {**job, "bucket": b})
-                for b in range(plan["buckets"])
-            ],
-            stop=stop,
-        )
+    # Keys repeated across the file, and (an insert into rows) keys the dataset has: side by side.
+    checks = [
+        context.call_activity_with_retry(MERGE_KEYS, RETRY, {**job, "bucket": b})
+        for b in range(plan["buckets"])
+    ] + [
+        context.call_activity_with_retry(CHECK_KEYS, RETRY, {**job, "group": g})
+        for g in range(plan.get("groups", 0))  # none in a plan an earlier version made
+    ]
+    if checks:
+        yield from all_settled(context, checks, stop=stop)
     step = yield context.call_activity_with_retry(REVIEW, RETRY, job)
     if step["next"] == "review":
         step = yield from _review(context, job, step["expiresAt"])
@@ -158,6 +161,18 @@ def import_merge_keys(payload: dict[str, Any]) -> dict[str, Any]:
         payload,
         lambda rt: imports.merge_key_bucket(
             storage=rt.storage, job_id=payload["jobId"], bucket=payload["bucket"]
+        ),
+    )
+
+
+@bp.activity_trigger(input_name="payload", activity=CHECK_KEYS)
+def import_check_keys(payload: dict[str, Any]) -> dict[str, Any]:
+    """Find the rows whose key the dataset has already, in one group of its partitions."""
+    return _activity(
+        CHECK_KEYS,
+        payload,
+        lambda rt: imports.check_existing_keys(
+            storage=rt.storage, job_id=payload["jobId"], group=payload["group"]
         ),
     )
 

@@ -325,10 +325,15 @@ def test_insert_upsert_and_replace(api: Api) -> None:
         ]
         == "completed"
     )
-    # insert: ids 51..70 — 51..60 exist already and are row errors; 61..70 are new.
-    job = api.wait_for_import(
-        api.start_import(dataset_id, api.profiled(people_csv(20, start=51)), autoApply=True)
-    )
+    # insert: ids 51..70 — 51..60 exist already and are row errors, found before the review (so even
+    # autoApply waits for one); 61..70 are new.
+    job_id = api.start_import(dataset_id, api.profiled(people_csv(20, start=51)), autoApply=True)
+    review = api.wait_for_import(job_id, ("awaiting_review", *FINISHED))
+    assert review["status"] == "awaiting_review", review
+    assert (review["counts"]["valid"], review["counts"]["invalid"]) == (10, 10)
+    assert review["errorSummary"] == [{"code": "keyExists", "column": "id", "count": 10}]
+    api.post(f"/api/imports/{job_id}/approve")
+    job = api.wait_for_import(job_id)
     assert job["status"] == "completed", job
     assert job["counts"] == {
         "rows": 20,
@@ -340,7 +345,7 @@ def test_insert_upsert_and_replace(api: Api) -> None:
     }
     codes = {e["code"] for e in api.get(f"/api/imports/{job['id']}/errors").json()["items"]}
     assert codes == {"keyExists"}
-    assert job["errorsStored"] == 10  # the errors found while applying are stored, and counted
+    assert job["errorsStored"] == 10
     assert api.get(f"/api/datasets/{dataset_id}").json()["rowCount"] == 70
     # upsert: ids 61..80 with 61..65 changed — 5 updated, 5 unchanged (66..70), 10 inserted.
     text = people_csv(20, start=61).decode()
