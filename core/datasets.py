@@ -212,21 +212,23 @@ def request_delete(*, storage: Storage, principal: Principal, dataset_id: str) -
     """Mark the dataset `deleting` and queue its deletion (rows, jobs, errors, exports); return the job id."""
     dataset = get_dataset(storage=storage, principal=principal, dataset_id=dataset_id)
     if dataset.status == DELETING:
-        # Asked again: if the delete failed (its worker gave up), send it once more.
+        # Asked again: if the delete failed (its worker gave up), send it once more. One under way has
+        # its command on the queue or in the outbox: another would only run beside it.
         requeued = jobs.change_job(
             storage,
             dataset.active_job,
             lambda job: {"status": jobs.QUEUED, "error": ""} if job.status == jobs.FAILED else None,
             command_to=DELETE_QUEUE,
         )
-        jobs.send_command(
-            storage,
-            dataset_id=dataset.id,
-            job_id=dataset.active_job,
-            queue=DELETE_QUEUE,
-            traceparent=None,
-            etag=requeued.outbox_etag if requeued else None,
-        )
+        if requeued is not None and requeued.outbox_etag:
+            jobs.send_command(
+                storage,
+                dataset_id=dataset.id,
+                job_id=dataset.active_job,
+                queue=DELETE_QUEUE,
+                traceparent=None,
+                etag=requeued.outbox_etag,
+            )
         return dataset.active_job
     if dataset.active_job:
         raise Conflict(

@@ -54,3 +54,30 @@ def test_a_delete_that_dies_at_its_last_step_finishes_on_the_next_run(
         jobs.datasets_table(storage).query_entities("PartitionKey eq @pk", parameters={"pk": dataset.id})
     )
     assert remaining == []
+
+
+def test_asking_again_for_a_delete_under_way_sends_no_second_command(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "twice", "schema": SCHEMA})
+    sent: list[str] = []
+    real_send = jobs.send_command
+
+    def send(storage: Storage, **kwargs: Any) -> bool:
+        sent.append(kwargs["job_id"])
+        return bool(real_send(storage, **kwargs))
+
+    monkeypatch.setattr(jobs, "send_command", send)
+    job_id = datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id)
+    assert sent == [job_id]
+    for _ in range(3):  # queued: its command is on its way (or in the outbox), once is enough
+        assert datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id) == job_id
+    assert sent == [job_id]
+
+    # Its worker gave up: asking again sends it once more.
+    jobs.change_job(storage, job_id, lambda _: {"status": jobs.FAILED, "error": "gave up"})
+    assert datasets.request_delete(storage=storage, principal=OWNER, dataset_id=dataset.id) == job_id
+    assert sent == [job_id, job_id]
+    job = jobs.load_job(storage, job_id)
+    assert job is not None and job.status == jobs.QUEUED
+    assert datasets.delete_dataset(storage=storage, job_id=job_id) == jobs.COMPLETED
