@@ -106,6 +106,11 @@ def start_import(
     profile = uploads.describe_upload(storage=storage, upload=upload)
     header = [column["name"] for column in profile["columns"]]
     mapping = map_columns(dataset.schema, header, explicit)  # refused here, before any work starts
+    if all(source is None for source in mapping.sources):
+        raise Invalid(
+            "No column of the file feeds a field of the dataset, so every row would be empty.",
+            problems=[{"field": "mapping", "code": "noMappedColumn", "message": _no_column(header, dataset)}],
+        )
     header_json = json.dumps(header, ensure_ascii=False)
     mapping_json = json.dumps(mapping.to_json(), ensure_ascii=False)
     longest = max(rows.utf16_units(header_json), rows.utf16_units(mapping_json))
@@ -143,6 +148,19 @@ def start_import(
         conflict="Another job started on this dataset meanwhile; try again.",
         claim_etag=dataset.etag,
         job_id=job_id,
+    )
+
+
+def _no_column(header: list[str], dataset: Dataset) -> str:
+    def listed(names: Any) -> str:
+        names = list(names)
+        shown = ", ".join(f'"{name[:40]}"' for name in names[:5])
+        return shown + (f" and {len(names) - 5:,} more" if len(names) > 5 else "")
+
+    return (
+        f"None of the file's columns ({listed(header)}) matches a field of the dataset "
+        f"({listed(dataset.schema.field_names)}): rename the columns, or map them with mapping "
+        "{field: column}."
     )
 
 

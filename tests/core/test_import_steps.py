@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from core import datasets, imports, jobs, uploads, validation
 from core.auth import Principal
-from core.errors import Conflict
+from core.errors import Conflict, Invalid
 from core.settings import Settings
 from core.storage import UPLOADS_CONTAINER, WORK_CONTAINER, Storage
 from tests.core.steps import import_to_review
@@ -395,3 +396,34 @@ def test_a_file_opening_with_an_excel_sep_line_imports_its_rows(storage: Storage
         (2, "c"),
         (3, "d"),
     ]
+
+
+def test_a_file_with_no_column_for_any_field_is_refused_before_any_work(storage: Storage) -> None:
+    settings = Settings(storage=storage.config)
+    schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "n", "type": "integer"}]}
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "none", "schema": schema})
+    upload = uploads.store_upload(
+        storage=storage, settings=settings, owner=OWNER, file_name="x.csv", body=b"x,y\n1,2\n3,4\n"
+    )
+    assert (
+        uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == uploads.PROFILED
+    )
+    request = {"uploadId": upload["id"], "autoApply": True}
+    with pytest.raises(Invalid) as refused:
+        imports.start_import(
+            storage=storage, settings=settings, principal=OWNER, dataset_id=dataset.id, body=request
+        )
+    assert refused.value.status == 422
+    [problem] = refused.value.problems
+    assert problem["code"] == "noMappedColumn"
+    assert problem["message"] == (
+        'None of the file\'s columns ("x", "y") matches a field of the dataset ("id", "n"): rename the '
+        "columns, or map them with mapping {field: column}."
+    )
+    loaded = datasets.load_dataset(storage, dataset.id)
+    assert loaded is not None and not loaded.active_job  # nothing started
+    mapped = {**request, "mapping": {"id": "x"}}  # a mapping that feeds one field is enough
+    job = imports.start_import(
+        storage=storage, settings=settings, principal=OWNER, dataset_id=dataset.id, body=mapped
+    )
+    assert json.loads(job.get("mapping"))["fields"] == {"id": "x", "n": None}
