@@ -8,7 +8,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from core import rows
 from core.datasets import Dataset
-from core.errors import NotFound
+from core.errors import Conflict, NotFound
 from core.paging import decode_cursor, encode_cursor, first_page
 from core.storage import Storage
 
@@ -17,8 +17,11 @@ def browse_rows(*, storage: Storage, dataset: Dataset, cursor: str | None, limit
     """Return one page of rows ({key, values}) and the cursor of the next page."""
     table = storage.tables.get_table_client(dataset.rows_table)
     state = decode_cursor(cursor)
-    if state is not None and state.get("g") != dataset.rows_table:
-        state = None  # a replace switched tables since: the cursor's table is gone, start over
+    if state is not None and state.get("g") != dataset.rows_table:  # pages of two generations would mix
+        raise Conflict(
+            "The dataset's rows were replaced since this cursor was handed out; "
+            "start again from the first page, without a cursor."
+        )
     try:
         entities, token = first_page(table.list_entities(results_per_page=limit), state and state.get("t"))
     except ResourceNotFoundError:

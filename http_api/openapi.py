@@ -398,7 +398,7 @@ def _dataset_paths() -> dict[str, Schema]:
                 "Page through a dataset's rows.",
                 parameters=(_parameter("Cursor"), _limit()),
                 ok={200: _answer("A page of rows.", _ref("RowPage"))},
-                errors=(400, 404, 413),
+                errors=(400, 404, 409, 413),  # 409: a cursor from before a replace switched the rows
             ),
         },
         "/datasets/{id}/rows/{key}": {
