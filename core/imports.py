@@ -1302,6 +1302,8 @@ def _finish(storage: Storage, job_id: str, *, status: str, phase: str, error: st
         assert dataset is not None
         counted = counted or _final_counts(storage, job)  # every chunk has ended: counts stay put
         counts, summary, stored = counted
+        if job.get("mode") == "replace" and status != jobs.COMPLETED:  # its new rows are dropped unseen
+            counts = {**counts, "inserted": 0, "updated": 0, "unchanged": 0}
         operations, old_table = _finish_operations(job, dataset, status, counts)
         fields = {
             "status": status,

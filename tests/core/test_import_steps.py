@@ -301,6 +301,16 @@ def test_a_cancel_accepted_while_a_replace_finishes_leaves_the_old_rows(
     monkeypatch.setattr(imports, "_final_counts", cancelled_meanwhile)
     assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.CANCELLED}
     assert stored_rows(storage, first.dataset_id) == (50, 50)
+    ended = jobs.load_job(storage, job.id)
+    assert ended is not None  # the 20 rows it wrote went with its table: none is said to be inserted
+    assert json.loads(ended.get("counts")) == {
+        "rows": 20,
+        "valid": 20,
+        "invalid": 0,
+        "inserted": 0,
+        "updated": 0,
+        "unchanged": 0,
+    }
 
 
 def test_a_decision_after_the_review_window_is_refused(storage: Storage) -> None:
