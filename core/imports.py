@@ -307,6 +307,8 @@ def record_decision(*, storage: Storage, principal: Principal, job_id: str, acti
         if action == "cancel":
             if current.get("cancelRequested"):
                 return None
+            if current.get("decision") == "rejected":  # on its way to `rejected`: that decision stands
+                raise Conflict("This import was already rejected; it is ending.")
             fields: dict[str, Any] = {"cancelRequested": True}
             if current.status == jobs.AWAITING_REVIEW:
                 fields.update(decision=decision, decidedAt=jobs.now())

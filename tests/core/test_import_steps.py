@@ -437,3 +437,13 @@ def test_a_file_with_no_column_for_any_field_is_refused_before_any_work(storage:
         storage=storage, settings=settings, principal=OWNER, dataset_id=dataset.id, body=mapped
     )
     assert json.loads(job.get("mapping"))["fields"] == {"id": "x", "n": None}
+
+
+def test_a_cancel_after_a_reject_is_refused_and_the_reject_stands(storage: Storage) -> None:
+    job = validated_import(storage)
+    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "review"
+    imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="reject")
+    with pytest.raises(Conflict, match="already rejected"):
+        imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="cancel")
+    step = imports.decide_import(storage=storage, job_id=job.id, timed_out=False)
+    assert step == {"next": "stop", "status": jobs.REJECTED}
