@@ -60,7 +60,8 @@ def openapi_document() -> dict[str, Any]:
                 "what is wrong, with `problems[]` listing each one for schema, mapping and request checks. "
                 "No principal → 401, someone else's resource → 404, too many requests → 429 with "
                 "`Retry-After`. Lists answer `{items, next}`: pass `next` back as `?cursor=` until it is "
-                "null. POSTs that create something honour `Idempotency-Key`."
+                "null. POSTs that create something honour `Idempotency-Key`. A request that changes "
+                "something sends JSON (or no body): another media type is a 415."
             ),
         },
         "servers": [{"url": "/api"}],
@@ -73,14 +74,16 @@ def openapi_document() -> dict[str, Any]:
             {"name": "exports", "description": "Write a dataset to a CSV file and download it."},
             {"name": "ops", "description": "For operators (role `admin`): queues, poison messages, jobs."},
         ],
-        "paths": {
-            **_service_paths(),
-            **_upload_paths(),
-            **_dataset_paths(),
-            **_import_paths(),
-            **_export_paths(),
-            **_ops_paths(),
-        },
+        "paths": _taking_json(
+            {
+                **_service_paths(),
+                **_upload_paths(),
+                **_dataset_paths(),
+                **_import_paths(),
+                **_export_paths(),
+                **_ops_paths(),
+            }
+        ),
         "components": {
             "securitySchemes": {
                 SECURITY_SCHEME: {
@@ -180,6 +183,17 @@ def _limit(*, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> Schema:
         "description": f"Items per page; more than {maximum} is refused with a 413.",
         "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
     }
+
+
+def _taking_json(paths: dict[str, Schema]) -> dict[str, Schema]:
+    """Add the 415 every operation that changes something answers to a body that is not JSON."""
+    for item in paths.values():
+        for method in ("post", "put", "patch", "delete"):
+            if method in item:
+                responses = item[method]["responses"]
+                responses.setdefault("415", {"$ref": "#/components/responses/UnsupportedMediaType"})
+                item[method]["responses"] = dict(sorted(responses.items()))
+    return paths
 
 
 def _operation(

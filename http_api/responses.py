@@ -16,7 +16,7 @@ from opentelemetry.trace import SpanKind
 
 from core import idempotency
 from core.auth import PRINCIPAL_HEADER, Principal, principal_from_header
-from core.errors import BadRequest, Forbidden, LoadbayError, RetryLater, TooManyRequests
+from core.errors import BadRequest, Forbidden, LoadbayError, RetryLater, TooManyRequests, UnsupportedMediaType
 from core.paging import bind_cursor, open_cursor
 from core.ratelimit import RateLimiter
 from core.runtime import runtime
@@ -95,12 +95,21 @@ def problem_response(error: LoadbayError, request: func.HttpRequest) -> func.Htt
 
 
 def endpoint(
-    *, anonymous: bool = False, admin: bool = False, idempotent: bool = False
+    *,
+    anonymous: bool = False,
+    admin: bool = False,
+    idempotent: bool = False,
+    accepts: frozenset[str] = frozenset(),
 ) -> Callable[[Handler], Callable[..., Any]]:
     """Wrap a handler: authenticate (unless anonymous), authorize, rate-limit and map errors to problems.
 
     With ``idempotent``, a request carrying an ``Idempotency-Key`` header is answered once; repeats get
     the first answer (see ``core.idempotency``).
+
+    A request that changes something must send JSON (or no body type at all), or one of the media types
+    in ``accepts``: anything else is a 415. A page of another site can send only a form's types
+    (``application/x-www-form-urlencoded``, ``multipart/form-data``, ``text/plain``) without the
+    browser first asking this origin's leave, so no such request can act on a signed-in visitor's behalf.
     """
 
     def wrap(handler: Handler) -> Callable[..., Any]:
@@ -127,6 +136,9 @@ def endpoint(
                 if principal.user_id:
                     trace.get_current_span().set_attribute("enduser.id", principal.user_id)
                     _rate_limiter().check(principal.user_id)
+                kind = media_type(req)
+                if req.method not in SAFE_METHODS and not _is_json(kind) and kind not in accepts:
+                    raise UnsupportedMediaType(f"Send JSON (Content-Type: application/json); got {kind}.")
                 key = req.headers.get(IDEMPOTENCY_HEADER)
                 if idempotent and key is not None:
                     return _once(req, principal, key, handler)
@@ -208,7 +220,11 @@ def _rate_limiter() -> RateLimiter:
 
 
 def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
-    """Parse the request body as a JSON object, or raise BadRequest saying what is wrong."""
+    """Parse the request body as a JSON object, or raise BadRequest saying what is wrong (415 for a body
+    that says it is not JSON)."""
+    kind = media_type(req)
+    if not _is_json(kind):
+        raise UnsupportedMediaType(f"Send the body as JSON (Content-Type: application/json); got {kind}.")
     try:
         body = json.loads(req.get_body() or b"null", parse_constant=_refuse_constant, parse_float=_finite)
     except ValueError as error:
@@ -236,6 +252,14 @@ def _finite(text: str) -> float:
     if math.isinf(number):
         raise ValueError(f"{text[:40]} is too large for a number")
     return number
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _is_json(kind: str) -> bool:
+    """Whether a media type is JSON's, or absent (a client that names no type: forms always name one)."""
+    return kind in ("", "application/json") or kind.endswith("+json")
 
 
 def media_type(req: func.HttpRequest) -> str:

@@ -16,7 +16,7 @@ CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application
 
 
 @bp.route(route="uploads", methods=["POST"])
-@endpoint(idempotent=True)
+@endpoint(idempotent=True, accepts=CSV_TYPES)
 def create_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Start an upload: JSON {fileName, size} gets an upload URL; a text/csv body is stored at once."""
     rt = runtime()

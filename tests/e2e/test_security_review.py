@@ -220,3 +220,25 @@ def test_no_user_gets_another_users_export_download_url(devhost: Devhost) -> Non
     assert answer.status_code == 404, answer.text
     assert "sig=" not in answer.text
     assert "sig=" not in devhost.log()
+
+
+def test_what_a_form_on_another_site_could_send_changes_nothing(devhost: Devhost) -> None:
+    alice = devhost.api("sec-form")
+    dataset_id = alice.create_dataset({"fields": [{"name": "a", "type": "string"}]}, name="formtarget")
+    schema = json.dumps({"name": "forged", "schema": {"fields": [{"name": "a"}]}})
+    forms = [  # the three types a cross-site form (or a fetch without leave) can send
+        {"data": {"x": schema}},
+        {"files": {"x": ("x", schema)}},
+        {"data": schema, "headers": {"Content-Type": "text/plain"}},
+    ]
+    for form in forms:
+        for path in ("/api/datasets", f"/api/datasets/{dataset_id}/exports"):
+            answer = alice.post(path, **form)
+            assert answer.status_code == 415, (path, answer.text)
+            assert "Send JSON (Content-Type: application/json)" in answer.json()["detail"]
+        deleted = alice.delete(f"/api/datasets/{dataset_id}", **form)
+        assert deleted.status_code == 415, deleted.text
+    names = [item["name"] for item in alice.get("/api/datasets").json()["items"]]
+    assert names == ["formtarget"]
+    assert alice.get(f"/api/datasets/{dataset_id}/imports").json()["items"] == []
+    assert alice.get(f"/api/datasets/{dataset_id}").json()["status"] == "active"

@@ -65,7 +65,9 @@ def endpoint_options() -> dict[str, dict[str, Any]]:
                 continue
             for decorator in node.decorator_list:
                 if isinstance(decorator, ast.Call) and getattr(decorator.func, "id", None) == "endpoint":
-                    options[node.name] = {kw.arg: ast.literal_eval(kw.value) for kw in decorator.keywords}
+                    options[node.name] = {
+                        kw.arg: ast.literal_eval(kw.value) for kw in decorator.keywords if kw.arg != "accepts"
+                    }
     return options
 
 

@@ -9,7 +9,7 @@ import azure.functions as func
 import pytest
 
 from core.auth import PRINCIPAL_HEADER, Principal
-from core.errors import BadRequest
+from core.errors import BadRequest, UnsupportedMediaType
 from core.ids import new_id
 from core.ratelimit import RateLimiter
 from core.runtime import Runtime
@@ -64,7 +64,7 @@ def idempotency_storage(storage_connection_string: str, monkeypatch: pytest.Monk
     monkeypatch.setattr(responses, "_rate_limiter", lambda: RateLimiter(settings.requests_per_minute))
 
 
-@endpoint(idempotent=True)
+@endpoint(idempotent=True, accepts=frozenset({"text/csv"}))
 def create_upload(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
     """Stand in for POST /uploads with a text/csv body: the answer depends on more than the body."""
     return json_response({"fileName": req.params.get("fileName"), "type": media_type(req)}, status=201)
@@ -98,3 +98,54 @@ def test_the_same_key_for_another_query_or_content_type_is_refused(file_name: st
     other = upload(user, key, file_name, content_type)
     assert other.status_code == 422, other.get_body()
     assert "different request" in json.loads(other.get_body())["detail"]
+
+
+@endpoint()
+def decide(req: func.HttpRequest, principal: Principal) -> func.HttpResponse:
+    """Stand in for a POST that acts on what its URL names, with no body (approve, cancel, commit)."""
+    return json_response({"done": principal.user_id}, status=202)
+
+
+def sent(method: str, content_type: str | None, body: bytes = b"") -> func.HttpResponse:
+    principal = base64.b64encode(json.dumps({"userId": "form-test", "userDetails": "u"}).encode()).decode()
+    headers = {PRINCIPAL_HEADER: principal} | ({"Content-Type": content_type} if content_type else {})
+    return decide(
+        func.HttpRequest(method, "http://127.0.0.1/api/imports/x/approve", body=body, headers=headers)
+    )
+
+
+@pytest.mark.usefixtures("idempotency_storage")
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain;charset=UTF-8"],
+)
+def test_a_request_only_a_form_of_another_site_could_send_acts_on_nothing(content_type: str) -> None:
+    refused = sent("POST", content_type, b"a=1")
+    assert refused.status_code == 415
+    assert json.loads(refused.get_body())["detail"] == (
+        f"Send JSON (Content-Type: application/json); got {content_type.split(';')[0]}."
+    )
+    assert sent("DELETE", content_type).status_code == 415
+    assert sent("GET", content_type).status_code == 202  # reads change nothing
+
+
+@pytest.mark.usefixtures("idempotency_storage")
+@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8"])
+def test_json_or_no_body_type_is_accepted(content_type: str | None) -> None:
+    assert sent("POST", content_type).status_code == 202
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/csv"])
+def test_a_json_body_sent_as_another_type_is_refused(content_type: str) -> None:
+    sent_as = func.HttpRequest(
+        "POST", "http://127.0.0.1/api/datasets", body=b'{"name": "x"}', headers={"Content-Type": content_type}
+    )
+    with pytest.raises(UnsupportedMediaType, match=f"got {content_type}"):
+        read_json_object(sent_as)
+    sent_as_json = func.HttpRequest(
+        "POST",
+        "http://127.0.0.1/api/datasets",
+        body=b'{"name": "x"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert read_json_object(sent_as_json) == {"name": "x"}
