@@ -8,9 +8,10 @@ mapped automatically, from the headers the explicit mapping did not take.
 
 Refused with one ``Invalid`` listing every problem: a mapping key that is no field, a header that is not
 in the file or is there twice, a header that would feed two fields, a field that several headers match
-equally well, and a required or primary-key field left without a column. CSV columns that feed no
-field are ignored: they are reported in ``ColumnMapping.ignored`` so the review can show them, and
-rows are not invalid because of them.
+equally well, and a required or primary-key field left without a column. A header an export wrote
+with ``safeCells`` (``'@handle`` for the field ``@handle``) maps as the name it stands for. CSV columns
+that feed no field are ignored: they are reported in ``ColumnMapping.ignored`` so the review can show
+them, and rows are not invalid because of them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import Invalid
+from core.rows import unsafe_cell
 from core.tableschema import TableSchema
 
 _IGNORED_CHARS = str.maketrans("", "", " _-.\t")
@@ -122,16 +124,22 @@ def _automatic(
     names: Sequence[str], header: Sequence[str], claims: dict[str, int | None], problems: _Problems
 ) -> None:
     taken = {index for index in claims.values() if index is not None}
+    # A header an export wrote with safeCells has a ' before a name a spreadsheet would run ("'+/- change"):
+    # it names the field without it.
+    plain = [unsafe_cell(column) for column in header]
     pending: list[str] = []
     for name in names:
         exact = [index for index, column in enumerate(header) if column == name and index not in taken]
+        if not exact:
+            exact = [index for index, column in enumerate(plain) if column == name and index not in taken]
         if len(exact) == 1:
             claims[name] = exact[0]
+            taken.add(exact[0])
         else:
             pending.append(name)
     # Exact names first, so "a-b" and "a_b" fields each keep their own column when both are there.
     taken = {index for index in claims.values() if index is not None}
-    normalised = [normalise_header(column) for column in header]
+    normalised = [normalise_header(column) for column in plain]
     for name in pending:
         key = normalise_header(name)
         matches = [index for index, column in enumerate(normalised) if column == key and index not in taken]

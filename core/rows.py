@@ -359,6 +359,13 @@ def safe_cell(text: str) -> str:
     return text
 
 
+def unsafe_cell(text: str) -> str:
+    """Undo safe_cell: drop the ' it put before a cell that would run as a formula."""
+    if text.startswith("'") and text[1:].startswith(_INJECTION_STARTS):
+        return text[1:]
+    return text
+
+
 def group_by_partition(entities: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Group entities by PartitionKey, keeping their order (a transaction holds one partition)."""
     groups: dict[str, list[dict[str, Any]]] = {}

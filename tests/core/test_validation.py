@@ -318,6 +318,15 @@ def test_explicit_mapping_wins_and_the_rest_is_automatic() -> None:
     assert map_columns(schema, ["id", "name", "city"], {"city": None}).sources == (0, 1, None)
 
 
+def test_a_header_an_export_neutralised_maps_to_its_field() -> None:
+    schema = schema_of({"name": "id"}, {"name": "+/- change", "type": "number"}, {"name": "@handle"})
+    assert map_columns(schema, ["id", "'+/- change", "'@handle"]).sources == (0, 1, 2)
+    assert map_columns(schema, ["id", "'+/- Change", "'@HANDLE"]).sources == (0, 1, 2)  # normalised too
+    # The name itself wins over one that only reads as it; a ' before other text is part of the name.
+    assert map_columns(schema, ["'@handle", "@handle", "id"]).sources == (2, None, 1)
+    assert map_columns(schema_of({"name": "x"}), ["'x"]).sources == (None,)
+
+
 def mapping_problems(
     schema: TableSchema, header: list[str], mapping: Any = None
 ) -> list[tuple[str | None, str]]:
