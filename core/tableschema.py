@@ -87,9 +87,14 @@ UUID_RE: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 INTEGER_RE: Final = re.compile(r"[+-]?[0-9]+")
 NUMBER_RE: Final = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 DATE_RE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_TIME_PART: Final = r"[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
-TIME_RE: Final = re.compile(_TIME_PART)
-DATETIME_RE: Final = re.compile(rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ]{_TIME_PART}")
+# Seconds have at most 6 decimals: Python's datetime keeps microseconds, and would cut a 7th digit off
+# silently. A datetime may leave its seconds out (2024-03-01 10:00, as spreadsheets write it); a time may not.
+_FRACTION: Final = r"(?:\.[0-9]{1,6})?"
+_OFFSET: Final = r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+TIME_RE: Final = re.compile(rf"[0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}{_FRACTION}{_OFFSET}")
+DATETIME_RE: Final = re.compile(
+    rf"[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9]{{2}}:[0-9]{{2}}(?::[0-9]{{2}}{_FRACTION})?{_OFFSET}"
+)
 # XML Schema's end of the day, in a time already of TIME_RE's shape: fromisoformat refuses hour 24.
 END_OF_DAY: Final = re.compile(r"24:00:00(?:\.0+)?(?![.0-9])")
 YEAR_RE: Final = re.compile(r"[0-9]{4}")
@@ -725,7 +730,7 @@ def read_date(value: str) -> date:
 
 
 def read_datetime(value: str) -> datetime:
-    """Read an ISO 8601 date and time with seconds ('T' or space between); aware values become UTC.
+    """Read an ISO 8601 date and time ('T' or space between, seconds optional); aware values become UTC.
 
     24:00:00 is the end of the day, the first moment of the next one (XML Schema).
     """

@@ -674,11 +674,11 @@ _TYPE_DETAILS: Final = {
     ("integer", "default"): "is not an integer",
     ("number", "default"): "is not a number",
     ("date", "default"): "is not a date in the form YYYY-MM-DD",
-    (
-        "datetime",
-        "default",
-    ): "is not a date and time in the form YYYY-MM-DDThh:mm:ss (optionally with Z or an offset)",
-    ("time", "default"): "is not a time in the form hh:mm:ss",
+    ("datetime", "default"): (
+        "is not a date and time in the form YYYY-MM-DDThh:mm:ss (seconds optional, with at most 6 "
+        "decimals; optionally with Z or an offset)"
+    ),
+    ("time", "default"): "is not a time in the form hh:mm:ss (with at most 6 decimals of a second)",
     ("year", "default"): "is not a year (four digits)",
     ("yearmonth", "default"): "is not a year and month in the form YYYY-MM",
     ("duration", "default"): "is not an ISO 8601 duration, such as P1DT2H",

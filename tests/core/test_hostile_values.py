@@ -112,7 +112,8 @@ def test_a_datetime_cell_outside_the_calendar_in_utc_is_a_type_error_of_its_row(
     # The same message a malformed datetime gets.
     details = {error.message.partition(": ")[2].replace(error.value, "<cell>") for error in result.errors}
     assert details == {
-        '"<cell>" is not a date and time in the form YYYY-MM-DDThh:mm:ss (optionally with Z or an offset).'
+        '"<cell>" is not a date and time in the form YYYY-MM-DDThh:mm:ss (seconds optional, with at most 6 '
+        "decimals; optionally with Z or an offset)."
     }
     assert result.invalid_count == 3
     assert result.valid_row_numbers == [1, 5]  # the other cells of the column are read as usual
@@ -161,3 +162,32 @@ def test_a_number_too_large_for_a_double_is_profiled_as_text() -> None:
     profile = profile_stream(iter([b"n,m\n1.5,2.5\n1e999,3.5\n"]))
     assert [(column.type, column.max) for column in profile.columns] == [("string", None), ("number", 3.5)]
     json.dumps(profile.to_json(), allow_nan=False)  # the upload's answer is valid JSON
+
+
+@pytest.mark.parametrize(
+    ("cells", "inferred"),
+    [
+        (["2024-03-01 10:00", "2024-03-02T11:30"], "datetime"),  # seconds left out, as spreadsheets write
+        (["2024-03-01T10:00:00.123456Z", "2024-03-01 10:00+01:00"], "datetime"),
+        (["2024-03-01T10:00:00.1234567", "2024-03-01T10:00:00"], "string"),  # a 7th decimal: kept as text
+        (["10:00:00.5", "23:59:59"], "time"),
+    ],
+)
+def test_an_inferred_schema_accepts_the_file_it_came_from(cells: list[str], inferred: str) -> None:
+    profile = profile_stream(iter([("v\n" + "\n".join(cells) + "\n").encode()]))
+    assert profile.inferred_schema["fields"] == [{"name": "v", "type": inferred}]
+    schema = parse_table_schema(profile.inferred_schema)
+    result = Validator(schema, map_columns(schema, ["v"])).validate_chunk(
+        [[cell] for cell in cells], first_row=1
+    )
+    assert (result.invalid_count, result.errors) == (0, [])
+
+
+def test_a_seventh_decimal_of_a_second_is_a_clear_error_not_a_silent_cut() -> None:
+    schema = parse_table_schema({"fields": [{"name": "at", "type": "datetime"}], "primaryKey": "at"})
+    validator = Validator(schema, map_columns(schema, ["at"]))
+    rows = [["2024-01-01T00:00:00.1234567"], ["2024-01-01T00:00:00.1234568"], ["2024-01-01T00:00:00.123456"]]
+    result = validator.validate_chunk(rows, first_row=1)
+    assert [(error.row, error.code) for error in result.errors] == [(1, "type"), (2, "type")]
+    assert "at most 6 decimals" in result.errors[0].message
+    assert result.valid_rows == [{"at": datetime(2024, 1, 1, 0, 0, 0, 123456)}]

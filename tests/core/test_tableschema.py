@@ -344,6 +344,9 @@ def test_property_names_are_always_safe_distinct_and_deterministic(names: list[s
         ({"type": "datetime"}, "2024-01-02T03:04:05Z", datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)),
         ({"type": "datetime"}, "2024-01-02 03:04:05+02:00", datetime(2024, 1, 2, 1, 4, 5, tzinfo=UTC)),
         ({"type": "datetime"}, "2024-01-02T03:04:05.25", datetime(2024, 1, 2, 3, 4, 5, 250000)),
+        ({"type": "datetime"}, "2024-01-02T03:04:05.123456", datetime(2024, 1, 2, 3, 4, 5, 123456)),
+        ({"type": "datetime"}, "2024-01-02 03:04", datetime(2024, 1, 2, 3, 4)),  # as spreadsheets write it
+        ({"type": "datetime"}, "2024-01-02T03:04+01:00", datetime(2024, 1, 2, 2, 4, tzinfo=UTC)),
         ({"type": "time"}, "23:59:59", time(23, 59, 59)),
         ({"type": "time"}, "08:00:00+01:00", time(8, tzinfo=timezone(timedelta(hours=1)))),
         ({"type": "year"}, "1999", 1999),
@@ -383,7 +386,9 @@ def test_cell_reader_reads_valid_cells(descriptor: dict[str, Any], cell: str, ex
         ({"type": "date"}, "20240301"),
         ({"type": "date"}, "2024-W10-1"),
         ({"type": "datetime"}, "2024-01-02"),
-        ({"type": "datetime"}, "2024-01-02T03:04"),
+        ({"type": "datetime"}, "2024-01-02T03:04:05.1234567"),  # datetime keeps 6 digits: no silent cut
+        ({"type": "datetime"}, "2024-01-02T03"),
+        ({"type": "time"}, "03:04:05.1234567"),
         ({"type": "time"}, "24:00:01"),  # 24:00:00 is the end of the day (XML Schema)
         ({"type": "time"}, "08:00"),
         ({"type": "year"}, "99"),
