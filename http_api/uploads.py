@@ -12,7 +12,9 @@ from http_api.blueprint import bp
 from http_api.responses import api_path, endpoint, json_response, media_type, not_modified, read_json_object
 
 # What clients send for a .csv file: Windows registers application/vnd.ms-excel for the extension.
-CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel"})
+CSV_TYPES = frozenset(
+    {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel", "text/tab-separated-values"}
+)
 
 
 @bp.route(route="uploads", methods=["POST"])

@@ -310,14 +310,22 @@ def _watch_poison(azurite: Azurite, app_dir: Path, tmp_path: Path) -> None:
     assert log.count("profile_upload") >= 5
 
 
-def test_a_csv_body_sent_as_windows_types_it_is_stored(devhost: Devhost) -> None:
-    """Windows registers application/vnd.ms-excel for .csv: clients that send what the OS says get through."""
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/vnd.ms-excel", b"id,name\n1,a\n"),  # Windows registers it for .csv
+        ("text/tab-separated-values", b"id\tname\n1\ta\n"),  # a .tsv file
+    ],
+)
+def test_a_csv_body_sent_as_the_type_an_os_gives_its_file_is_stored(
+    devhost: Devhost, content_type: str, body: bytes
+) -> None:
+    """Clients that send what the OS says a .csv or .tsv file is get through."""
     api = devhost.api("alice")
     answer = api.post(
-        "/api/uploads",
-        params={"fileName": "win.csv"},
-        data=b"id,name\n1,a\n",
-        headers={"Content-Type": "application/vnd.ms-excel"},
+        "/api/uploads", params={"fileName": "win.csv"}, data=body, headers={"Content-Type": content_type}
     )
     assert answer.status_code == 201, answer.text
-    assert api.wait_for_upload(answer.json()["id"])["status"] == "profiled"
+    profiled = api.wait_for_upload(answer.json()["id"])
+    assert profiled["status"] == "profiled"
+    assert [column["name"] for column in profiled["columns"]] == ["id", "name"]
