@@ -516,14 +516,19 @@ def _has_header(first: list[str], columns: list[_ColumnStats], data_rows: int) -
 
 
 def _unique_names(first: list[str]) -> list[str]:
+    """Name the columns after the header: a blank cell gets column_<n>; a repeated name gets the first
+    free `_2`, `_3`... that no other column is named literally (so "a,a,a_2" gives a, a_3, a_2)."""
+    bases = [cell if cell.strip() else f"column_{index}" for index, cell in enumerate(first, 1)]
+    used = set(bases)
+    taken: set[str] = set()
     names: list[str] = []
-    used: set[str] = set()
-    for index, cell in enumerate(first, 1):
-        base = cell if cell.strip() else f"column_{index}"
+    for base in bases:
         name, suffix = base, 2
-        while name in used:
-            name, suffix = f"{base}_{suffix}", suffix + 1
-        used.add(name)
+        if name in taken:
+            while (name := f"{base}_{suffix}") in used:
+                suffix += 1
+            used.add(name)
+        taken.add(name)
         names.append(name)
     return names
 

@@ -389,6 +389,22 @@ def test_blank_and_duplicate_header_names_are_made_unique() -> None:
 
 
 @pytest.mark.parametrize(
+    ("header", "names"),
+    [
+        ("id,a,a,a_2", ["id", "a", "a_3", "a_2"]),  # a_2 is a column of its own: the repeat takes a_3
+        ("a_2,a,a", ["a_2", "a", "a_3"]),
+        ("column_2,,x", ["column_2", "column_2_2", "x"]),
+        ("x,x,x", ["x", "x_2", "x_3"]),
+    ],
+)
+def test_a_name_made_unique_never_takes_another_columns_own_name(header: str, names: list[str]) -> None:
+    width = header.count(",") + 1
+    result = profile(f"{header}\n" + ",".join(["1"] * width) + "\n")
+    assert result.dialect.header is True
+    assert [c.name for c in result.columns] == names
+
+
+@pytest.mark.parametrize(
     ("data", "header"),
     [
         ("id,name\n1,Ada\n2,Bob\n", True),
