@@ -502,11 +502,15 @@ def _has_header(first: list[str], columns: list[_ColumnStats], data_rows: int) -
     matches = mismatches = 0
     for cell, column in zip(first, columns, strict=True):
         bit = column.type_bit()
-        if bit and cell:
+        if not bit:
+            continue
+        if cell:
             if classify(cell) & bit:
                 matches += 1
             else:
                 mismatches += 1
+        elif not column.nulls:  # a blank over a column with no blank value: an unnamed column (pandas' index)
+            mismatches += 1
     if matches or mismatches:
         return mismatches > matches
     # Every column is text: names that never recur as values below them are a header.

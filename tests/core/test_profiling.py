@@ -419,6 +419,8 @@ def test_a_name_made_unique_never_takes_another_columns_own_name(header: str, na
         ("1,2\n", False),  # one row of numbers: one data row
         ("a,a\n", False),  # duplicate names are no header of a header-only file
         ("2024-01-01,x\n2024-01-02,y\n", False),
+        (",name,city\n0,alice,london\n1,bob,paris\n", True),  # pandas' unnamed index column
+        (",1,x\n,2,y\n3,4,z\n", False),  # a blank where the column has blanks: no evidence
     ],
 )
 def test_header_detection(data: str, header: bool) -> None:
