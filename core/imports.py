@@ -58,7 +58,7 @@ from core.settings import Settings
 from core.storage import IMPORT_QUEUE, UPLOADS_CONTAINER, WORK_CONTAINER, Storage, retrying
 from core.tablebatch import BatchRejected, BatchTooLarge, Encoded, entity_from_json, submit_batch
 from core.tableschema import TableSchema
-from core.validation import ChunkResult, KeyDigests, KeyRun, RowError, Validator, merge_keys
+from core.validation import VALUE_CHARS, ChunkResult, KeyDigests, KeyRun, RowError, Validator, merge_keys
 
 log = logging.getLogger(__name__)
 
@@ -1250,10 +1250,19 @@ class _RowWriter:
         return _key_exists_error(self.schema, number, rows.entity_key(entity))
 
     def _too_large(self, entity: dict[str, Any], number: int) -> RowError:
+        for item in self.schema.fields:  # one text value over the limit: name it
+            value = entity.get(item.property_name)
+            if isinstance(value, str) and (units := rows.utf16_units(value)) > rows.MAX_PROPERTY_UNITS:
+                message = (
+                    f'Row {number}: the value of "{item.name}" is {units:,} UTF-16 characters long (an '
+                    f"emoji counts twice); Table Storage keeps at most {rows.MAX_PROPERTY_UNITS:,} in one "
+                    "text value."
+                )
+                return RowError(number, item.name, "rowTooLarge", message, value[:VALUE_CHARS])
         size = rows.entity_bytes(entity)
         message = (
-            f"Row {number} takes {size:,} bytes in Table Storage; a row can take at most about 1 MB, "
-            "and one text value at most 32,767 UTF-16 characters."
+            f"Row {number} takes {size:,} bytes in Table Storage, more than the {rows.MAX_ENTITY_BYTES:,} "
+            "bytes a row can take."
         )
         return RowError(number, "", "rowTooLarge", message, "")
 
