@@ -1402,6 +1402,9 @@ class Validator:
         self.width = len(mapping.header)
         self.batch_rows = batch_rows
         missing = frozenset(schema.missing_values)
+        # A record of several cells, all empty (",,", as spreadsheets leave them), is a blank row: unless
+        # "" is a value of the schema. One empty cell alone is a missing value like any other.
+        self._finds_blank_rows = self.width > 1 and "" in missing
         self.pattern_time = PatternTime(patience=pattern_patience)
         self._rules = [
             _FieldRule(item, source, missing, self.pattern_time)
@@ -1571,6 +1574,11 @@ class Validator:
                 bad.update(map(itemgetter(0), found))
         if structural:
             bad.add(0)
+        blank = _blank_offsets(columns) if self._finds_blank_rows and not structural else set()
+        if blank:  # a blank row gets one error that says so, not one per required field
+            problems = [(position, [p for p in listed if p[0] not in blank]) for position, listed in problems]
+            problems.append((len(self._rules), [(offset, "blankRow", "") for offset in sorted(blank)]))
+            bad |= blank
         for collector in collectors:
             cells = [self._cells(columns, position, count) for position in collector.positions]
             collector.add(typed_columns, cells, first_row, bad)
@@ -1601,10 +1609,14 @@ class Validator:
         rules = self._rules
         errors: list[RowError] = []
         for offset, position, code, detail in found:  # by the thousand: no call but _row_error
+            row = first_row + offset
+            if code == "blankRow":
+                message = f"Row {row} is blank: every cell is empty."
+                errors.append(_row_error(row, "", code, message, ""))
+                continue
             rule = rules[position]
             name = rule.name
             cell = columns[rule.source][offset] if rule.source is not None else ""
-            row = first_row + offset
             if code == "required":
                 message = f'Row {row}, column "{name}": a value is required.'
             else:
@@ -1635,6 +1647,13 @@ class Validator:
             if offset not in bad:
                 chunk.valid_rows.append(dict(zip(names, values, strict=True)))
                 chunk.valid_row_numbers.append(first_row + offset)
+
+
+def _blank_offsets(columns: Sequence[Sequence[str]]) -> set[int]:
+    """Return the offsets of the rows whose every cell is empty (",,," as spreadsheets leave them)."""
+    if not columns or any(map(all, columns)):  # a column without an empty cell: no blank row (the usual)
+        return set()
+    return {offset for offset, cells in enumerate(zip(*columns, strict=True)) if not any(cells)}
 
 
 def merge_keys(chunk_digests: Iterable[KeyDigests]) -> KeyMerge:

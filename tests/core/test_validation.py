@@ -272,6 +272,23 @@ def test_short_and_long_rows() -> None:
     assert result.valid_row_numbers == [1, 4, 5]
 
 
+@pytest.mark.parametrize("as_columns", [True, False], ids=["columns", "records"])
+def test_a_row_of_empty_cells_is_one_blank_row_error(as_columns: bool) -> None:
+    schema = schema_of({"name": "id", "type": "integer", "constraints": {"required": True}}, {"name": "v"})
+    text = "id,v,ignored\n1,a,x\n,,\n2,,\n,,\n,,x\n"  # rows 2 and 4 blank; 3 and 5 are not
+    records = read_records(iter([text]), Dialect(",", '"', header=True), max_columns=5, max_field_chars=50)
+    header = next(records)
+    validator = Validator(schema, map_columns(schema, header), batch_rows=2)
+    result = validator.validate_chunk(records if as_columns else list(records), first_row=1, keep_rows=True)
+    assert [(error.row, error.column, error.code) for error in result.errors] == [
+        (2, "", "blankRow"),
+        (4, "", "blankRow"),
+        (5, "id", "required"),
+    ]
+    assert result.errors[0].message == "Row 2 is blank: every cell is empty."
+    assert (result.row_count, result.invalid_count, result.valid_row_numbers) == (5, 3, [1, 3])
+
+
 def test_unmapped_optional_fields_are_none() -> None:
     schema = schema_of({"name": "a"}, {"name": "b", "type": "integer"})
     mapping = map_columns(schema, ["a"])

@@ -31,6 +31,7 @@ const RULES = {
   unique: "duplicate value",
   missingCell: "row too short",
   extraCell: "row too long",
+  blankRow: "blank row",
   keyExists: "key already in the dataset",
   rowTooLarge: "row too large",
 };
