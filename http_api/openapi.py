@@ -1085,8 +1085,8 @@ def _import_schemas() -> dict[str, Schema]:
                     "type": "string",
                     "description": (
                         "type, required, minimum, maximum, exclusiveMinimum, exclusiveMaximum, minLength, "
-                        "maxLength, pattern, enum, primaryKey, unique, missingCell, extraCell, and at apply "
-                        "time keyExists and rowTooLarge."
+                        "maxLength, pattern, enum, primaryKey, unique, missingCell, extraCell, blankRow, "
+                        "keyExists (an insert's key the dataset has), and at apply time rowTooLarge."
                     ),
                 },
                 "message": {"type": "string"},
