@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time
+from decimal import Decimal
 from hashlib import blake2b
 from typing import Final
 
@@ -175,12 +176,21 @@ def classify(value: str) -> int:
     if kind == "integer":
         return INTEGER | NUMBER
     if kind == "number":  # 1e999 is no number a column could hold (and no JSON answer could show)
-        return NUMBER if math.isfinite(float(value)) else 0
+        number = float(value)
+        return NUMBER if math.isfinite(number) and _exact(value, number) else 0
     try:
         _PARSERS[kind or ""](value)
     except ValueError:  # e.g. 2023-02-30 or 25:00:00
         return 0
     return _TYPE_BITS[kind or ""]
+
+
+def _exact(text: str, number: float) -> bool:
+    """Whether a double holds the decimal `text` exactly enough to write it back: any 15 significant
+    digits do; more only if the double's shortest text is the same number (0.1000000000000000000 is,
+    0.123456789012345678 is not). As integers of more than 15 digits, such a column is text."""
+    mantissa = text.lstrip("-").partition("e")[0].partition("E")[0].replace(".", "").strip("0")
+    return len(mantissa) <= 15 or Decimal(text) == Decimal(repr(number))
 
 
 def _digest(value: str) -> bytes:

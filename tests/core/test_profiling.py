@@ -632,3 +632,19 @@ def test_a_first_line_only_like_a_sep_line_is_the_header(first: str) -> None:
 def test_a_file_of_a_sep_line_alone_is_empty(content: bytes) -> None:
     with pytest.raises(ProfileFailed, match="The file is empty"):
         profile_stream([content])
+
+
+@pytest.mark.parametrize(
+    ("cells", "inferred"),
+    [
+        (["0.1", "123456789.123456", "-1.5e300"], "number"),  # 15 significant digits or fewer
+        (["0.10000000000000000000", "2.5000000000000000"], "number"),  # more digits, the same double
+        (["0.123456789012345678", "1.5"], "string"),  # a double would cut it: kept as text
+        (["12345678901234567.5"], "string"),
+    ],
+)
+def test_a_number_column_is_inferred_only_when_a_double_keeps_every_value(
+    cells: list[str], inferred: str
+) -> None:
+    result = profile("v\n" + "\n".join(cells) + "\n")
+    assert result.columns[0].type == inferred
