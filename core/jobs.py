@@ -244,11 +244,22 @@ def load_job(storage: Storage, job_id: str) -> Job | None:
 
 
 def job_for(storage: Storage, principal: Principal, job_id: str, *, kind: str) -> Job:
-    """Load a job of `kind` the caller may see; anything else is reported as not found."""
+    """Load a job of `kind` the caller may see: one they started, or one on their dataset (an admin may
+    start work on anyone's, which its owner must see and be able to stop); anything else is not found."""
     job = load_job(storage, job_id)
-    if job is None or job.kind != kind or (job.owner != principal.user_id and not principal.is_admin):
+    if job is None or job.kind != kind or not _may_see(storage, principal, job):
         raise NotFound(f"There is no {kind} {job_id!r}.")
     return job
+
+
+def _may_see(storage: Storage, principal: Principal, job: Job) -> bool:
+    if job.owner == principal.user_id or principal.is_admin:
+        return True
+    try:
+        dataset = datasets_table(storage).get_entity(job.dataset_id, DATASET_ROW, select=["owner"])
+    except ResourceNotFoundError:
+        return False
+    return bool(dataset.get("owner") == principal.user_id)
 
 
 def update_job(storage: Storage, job: Job, *, command_to: str | None = None, **changes: Any) -> Job | None:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from core import datasets, imports, jobs, uploads, validation
+from core import datasets, exports, imports, jobs, uploads, validation
 from core.auth import Principal
-from core.errors import Conflict, Invalid
+from core.errors import Conflict, Invalid, NotFound
 from core.settings import Settings
 from core.storage import UPLOADS_CONTAINER, WORK_CONTAINER, Storage
 from tests.core.steps import import_to_review
@@ -447,3 +447,39 @@ def test_a_cancel_after_a_reject_is_refused_and_the_reject_stands(storage: Stora
         imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="cancel")
     step = imports.decide_import(storage=storage, job_id=job.id, timed_out=False)
     assert step == {"next": "stop", "status": jobs.REJECTED}
+
+
+def test_work_an_admin_started_on_a_dataset_is_its_owners_to_see_and_stop(storage: Storage) -> None:
+    admin = Principal(
+        user_id="race-admin", user_details="a", identity_provider="aad", roles=frozenset({"admin"})
+    )
+    stranger = Principal(user_id="race-other", user_details="o", identity_provider="aad", roles=frozenset())
+    started = started_import(storage)  # OWNER's dataset and upload
+    imports.record_decision(storage=storage, principal=OWNER, job_id=started.id, action="cancel")
+    settings = Settings(storage=storage.config)
+    upload = uploads.store_upload(
+        storage=storage, settings=settings, owner=OWNER, file_name="a.csv", body=b"id\n1\n"
+    )
+    assert (
+        uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == uploads.PROFILED
+    )
+    assert imports.finalize_import(storage=storage, job_id=started.id) == {"status": jobs.CANCELLED}
+    job = imports.start_import(
+        storage=storage,
+        settings=settings,
+        principal=admin,
+        dataset_id=started.dataset_id,
+        body={"uploadId": upload["id"]},
+    )
+    assert job.owner == admin.user_id
+    assert imports.get_import(storage=storage, principal=OWNER, job_id=job.id).id == job.id
+    imports.record_decision(storage=storage, principal=OWNER, job_id=job.id, action="cancel")
+    with pytest.raises(NotFound):
+        imports.get_import(storage=storage, principal=stranger, job_id=job.id)
+    with pytest.raises(NotFound):
+        imports.record_decision(storage=storage, principal=stranger, job_id=job.id, action="cancel")
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.CANCELLED}
+    export = exports.start_export(storage=storage, principal=admin, dataset_id=started.dataset_id, body={})
+    assert jobs.job_for(storage, OWNER, export.id, kind=jobs.EXPORT).id == export.id
+    with pytest.raises(NotFound):
+        jobs.job_for(storage, stranger, export.id, kind=jobs.EXPORT)
