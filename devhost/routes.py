@@ -262,10 +262,20 @@ class RouteTemplate:
                    precedence=precedence)  # fmt: skip
 
     def match(self, path: str) -> dict[str, str] | None:
-        """Return the route values when the (decoded) path matches, else None."""
-        found = self.pattern.match("/" + path.strip("/") if path.strip("/") else "")
+        """Return the route values when the (decoded) path matches, else None.
+
+        A trailing "/" is optional, except that a catch-all parameter keeps one it ends with (a row key
+        "a/", sent as a%2F, arrives decoded).
+        """
+        trimmed = path.strip("/")
+        found = self.pattern.match("/" + trimmed if trimmed else "")
         if found is None:
             return None
+        if path.endswith("/") and trimmed and self.parameters and self.parameters[-1].catch_all:
+            kept = self.pattern.match("/" + path.lstrip("/"))
+            last = f"p{len(self.parameters) - 1}"
+            if kept is not None and (kept.group(last) or "").endswith("/"):
+                found = kept
         values: dict[str, str] = {}
         for index, parameter in enumerate(self.parameters):
             captured = found.group(f"p{index}")

@@ -52,6 +52,10 @@ GUID = "6f9619ff-8b86-d011-b42d-00cf4fc964ff"
         ("api/def/{page=1}", "api/def/3", {"page": "3"}),
         ("api/files/{*path}", "api/files/a/b/c.txt", {"path": "a/b/c.txt"}),
         ("api/files/{*path}", "api/files", {}),
+        ("api/files/{*path}", "api/files/", {}),
+        ("api/files/{*path}", "api/files/a/", {"path": "a/"}),  # a catch-all keeps its trailing "/"
+        ("api/files/{*path}", "/api/files/a//", {"path": "a//"}),
+        ("api/items/{id}", "api/items/abc/", {"id": "abc"}),  # elsewhere a trailing "/" is optional
         ("api/files/{**path}", "api/files/x/y", {"path": "x/y"}),
         ("api/{name}.{ext}", "api/report.v2.csv", {"name": "report.v2", "ext": "csv"}),
         ("api/{name}.{ext}", "api/report", None),

@@ -393,7 +393,7 @@ def test_explicit_mapping_renames_columns(api: Api) -> None:
             "primaryKey": "code",
         }
     )
-    upload_id = api.profiled(b"Product Code,Quantity,ignored\n00501,3,x\n007,4,y\nA/1?#%,5,z\n")
+    upload_id = api.profiled(b"Product Code,Quantity,ignored\n00501,3,x\n007,4,y\nA/1?#%,5,z\nend/,6,w\n")
     job = api.wait_for_import(
         api.start_import(
             dataset_id, upload_id, autoApply=True, mapping={"code": "Product Code", "n": "Quantity"}
@@ -403,6 +403,8 @@ def test_explicit_mapping_renames_columns(api: Api) -> None:
     assert api.get(f"/api/datasets/{dataset_id}/rows/00501").json()["values"] == {"code": "00501", "n": 3}
     odd = api.get(f"/api/datasets/{dataset_id}/rows/{quote('A/1?#%', safe='')}").json()  # "/" in a key
     assert odd == {"key": "A/1?#%", "values": {"code": "A/1?#%", "n": 5}}
+    ending = api.get(f"/api/datasets/{dataset_id}/rows/{quote('end/', safe='')}").json()
+    assert ending == {"key": "end/", "values": {"code": "end/", "n": 6}}
 
 
 def test_export_then_reimport_gives_the_same_dataset(api: Api) -> None:
