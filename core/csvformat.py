@@ -276,8 +276,11 @@ def _best_delimiter(sample: str, quote: str, *, complete: bool) -> tuple[str, tu
             continue
         width, frequency = Counter(counts).most_common(1)[0]
         score = (frequency / len(counts), width)
-        if width > 1 and score > best_score:
+        # A first line it does not split (a header naming one column) says it is not the delimiter.
+        if width > 1 and counts[0] > 1 and score > best_score:
             best, best_score = delimiter, score
+    if best_score == (0.0, 1):  # one column: a delimiter its values never hold, so "Doe, Jane" stays whole
+        best = next((delimiter for delimiter in DELIMITERS if delimiter not in sample), best)
     return best, best_score
 
 

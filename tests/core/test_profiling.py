@@ -648,3 +648,15 @@ def test_a_number_column_is_inferred_only_when_a_double_keeps_every_value(
 ) -> None:
     result = profile("v\n" + "\n".join(cells) + "\n")
     assert result.columns[0].type == inferred
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["name\nSmith, John\nDoe, Jane\nMadonna\n", "name\nSmith, John\nDoe, Jane\n", "note\na; b\nc, d\n"],
+)
+def test_a_one_column_file_keeps_values_holding_a_delimiter_whole(data: str) -> None:
+    result = profile(data)
+    assert result.dialect.delimiter not in data
+    assert result.ragged_rows == 0
+    assert [c.name for c in result.columns] == [data.split("\n", 1)[0]]
+    assert result.preview == [[line] for line in data.splitlines()[1:]]
