@@ -28,7 +28,7 @@ import logging
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -678,6 +678,20 @@ def _store_exists_groups(
     return offsets
 
 
+def _chunk_parts(
+    storage: Storage, job: Job, offsets: str, name: Callable[[int], str], part: int
+) -> Iterator[Any]:
+    """Yield, chunk by chunk, line `part` of the work blob `name(chunk)` that each chunk's validation split
+    into parts (a key bucket, a group of partitions), read by its byte range on the chunk record."""
+    for entity in jobs.partition_rows(storage, job.dataset_id, f"chunk-{job.id}-"):
+        ranges = json.loads(entity.get(offsets) or "[]")
+        if not ranges:
+            continue
+        start, end = ranges[part]
+        blob = _work_blob(storage, job.id, name(jobs.chunk_index(entity["RowKey"])))
+        yield json.loads(blob.download_blob(offset=start, length=end - start).readall())
+
+
 def _exists_group(partition_key: str, groups: int) -> int:
     return int(partition_key[1:]) % groups  # "p017" → 17
 
@@ -703,20 +717,20 @@ def check_existing_keys(*, storage: Storage, job_id: str, group: int) -> dict[st
     if _stopping(ctx.job):
         _drop_if_ended(storage, job_id, _exists_name(group), ctx.job)
         return {"cancelled": True}
+    if ctx.job.status != jobs.VALIDATING:  # a late repeat: the review has counted, the apply may be writing
+        return {"existing": None}
     wanted: dict[str, dict[str, list[tuple[int, str]]]] = {}  # PartitionKey → RowKey → [(row, key)]
-    for entity in jobs.partition_rows(storage, ctx.job.dataset_id, f"chunk-{job_id}-"):
-        offsets = json.loads(entity.get("existsOffsets") or "[]")
-        if not offsets or offsets[group][0] == offsets[group][1]:
-            continue
-        start, end = offsets[group]
-        data = _work_blob(storage, job_id, _exists_keys_name(jobs.chunk_index(entity["RowKey"])))
-        part = json.loads(data.download_blob(offset=start, length=end - start).readall())
+    for part in _chunk_parts(storage, ctx.job, "existsOffsets", _exists_keys_name, group):
         for partition_key, row_key, number, key in part:
             wanted.setdefault(partition_key, {}).setdefault(row_key, []).append((number, key))
     table = storage.tables.get_table_client(ctx.job.get("rowsTable"))
     pages = max(1, -(-int(ctx.job.get("startRowCount") or 0) // (rows.PARTITIONS * 1_000)))
+
+    def existing(item: tuple[str, dict[str, Any]]) -> set[str]:
+        return _existing(table, *item, pages=pages, job_id=job_id)
+
     with ThreadPoolExecutor(APPLY_THREADS, thread_name_prefix="exists") as pool:
-        found = list(pool.map(lambda item: _existing(table, *item, pages=pages), wanted.items()))
+        found = list(pool.map(existing, wanted.items()))
     errors = [
         _key_exists_error(ctx.schema, number, key)
         for partition_key, existing in zip(wanted, found, strict=True)
@@ -742,32 +756,45 @@ def check_existing_keys(*, storage: Storage, job_id: str, group: int) -> dict[st
     return {"existing": len(errors)}
 
 
-def _existing(table: Any, partition_key: str, keyed: dict[str, Any], *, pages: int) -> set[str]:
-    """Return which of the RowKeys `keyed` names the partition has."""
+def _existing(table: Any, partition_key: str, keyed: dict[str, Any], *, pages: int, job_id: str) -> set[str]:
+    """Return which of the RowKeys `keyed` names the partition has (rows of the import `job_id` aside: a
+    check still running when its own apply began must not count the rows it writes)."""
+    wanted = ["RowKey", rows.JOB_PROPERTY]
+
+    def other(entity: Mapping[str, Any]) -> bool:
+        return rows.written_by(entity)[0] != job_id
+
     if len(keyed) <= POINT_READS_PER_PAGE * pages:
 
         def has(row_key: str) -> bool:
             try:
-                retrying(lambda: table.get_entity(partition_key, row_key, select=["RowKey"]))
+                return other(retrying(lambda: table.get_entity(partition_key, row_key, select=wanted)))
             except ResourceNotFoundError:
                 return False
-            return True
 
         return {row_key for row_key in keyed if has(row_key)}
+    # Between the lowest and the highest key as the service orders them: by UTF-16 code unit (Azurite's
+    # JavaScript strings; .NET's ordinal order), which puts U+1F600 (D83D DE00) before U+FF46.
+    ordered = sorted(keyed, key=_utf16)
     query = "PartitionKey eq @partition and RowKey ge @low and RowKey le @high"
-    bounds = {"partition": partition_key, "low": min(keyed), "high": max(keyed)}
+    bounds = {"partition": partition_key, "low": ordered[0], "high": ordered[-1]}
     try:
         present = retrying(
             lambda: [
                 entity["RowKey"]
                 for entity in table.query_entities(
-                    query, parameters=bounds, select=["RowKey"], results_per_page=1_000
+                    query, parameters=bounds, select=wanted, results_per_page=1_000
                 )
+                if other(entity)
             ]
         )
     except ResourceNotFoundError:  # no rows table (yet): no row
         return set()
     return keyed.keys() & set(present)
+
+
+def _utf16(text: str) -> bytes:
+    return text.encode("utf-16-be", "surrogatepass")
 
 
 def _key_exists_error(schema: TableSchema, number: int, key: str) -> RowError:
@@ -785,18 +812,8 @@ def merge_key_bucket(*, storage: Storage, job_id: str, bucket: int) -> dict[str,
     if _stopping(ctx.job):
         _drop_if_ended(storage, job_id, _dups_name(bucket), ctx.job)
         return {"cancelled": True}
-    digests = []
-    for entity in jobs.partition_rows(storage, ctx.job.dataset_id, f"chunk-{job_id}-"):
-        offsets = json.loads(entity.get("keyOffsets") or "[]")
-        if not offsets:
-            continue
-        start, end = offsets[bucket]
-        index = jobs.chunk_index(entity["RowKey"])
-        data = _work_blob(storage, job_id, _key_runs_name(index)).download_blob(
-            offset=start, length=end - start
-        )
-        digests.append(KeyDigests.from_json(json.loads(data.readall())))
-    merged = merge_keys(digests)
+    parts = _chunk_parts(storage, ctx.job, "keyOffsets", _key_runs_name, bucket)
+    merged = merge_keys([KeyDigests.from_json(part) for part in parts])
     stored = merged.errors[:STORED_ERRORS_PER_BUCKET]
     rowerrors.store(storage, job_id, _positions(ctx.schema), stored)
     _work_blob(storage, job_id, _dups_name(bucket)).upload_blob(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from core import imports, jobs, uploads
 from core.auth import Principal
 from core.settings import Settings
 from core.storage import Storage
 
 
-def import_to_review(
+def run_to_review(
     storage: Storage,
     owner: Principal,
     dataset_id: str,
@@ -16,11 +18,9 @@ def import_to_review(
     *,
     mode: str = "insert",
     settings: Settings | None = None,
-) -> tuple[jobs.Job, int]:
-    """Upload `body`, import it (autoApply) and run the steps up to the review; return (job, chunks).
-
-    The file must be all valid rows: the review then says to apply.
-    """
+) -> tuple[jobs.Job, dict[str, Any], dict[str, Any]]:
+    """Upload `body`, import it (autoApply) and run the steps up to the review; return (job, plan, review
+    step): the plan, the chunks, the key buckets and the groups of partitions that look keys up."""
     settings = settings or Settings(storage=storage.config)
     upload = uploads.store_upload(
         storage=storage, settings=settings, owner=owner, file_name="f.csv", body=body
@@ -40,5 +40,24 @@ def import_to_review(
         imports.validate_chunk(storage=storage, job_id=job.id, index=index)
     for bucket in range(plan["buckets"]):
         imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
-    assert imports.review_import(storage=storage, job_id=job.id)["next"] == "apply"
+    for group in range(plan["groups"]):
+        imports.check_existing_keys(storage=storage, job_id=job.id, group=group)
+    return job, plan, imports.review_import(storage=storage, job_id=job.id)
+
+
+def import_to_review(
+    storage: Storage,
+    owner: Principal,
+    dataset_id: str,
+    body: bytes,
+    *,
+    mode: str = "insert",
+    settings: Settings | None = None,
+) -> tuple[jobs.Job, int]:
+    """Run an import of `body` up to its review, as run_to_review does; return (job, chunks).
+
+    The file must be all valid rows: the review then says to apply.
+    """
+    job, plan, step = run_to_review(storage, owner, dataset_id, body, mode=mode, settings=settings)
+    assert step["next"] == "apply"
     return job, plan["chunks"]

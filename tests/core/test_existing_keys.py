@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from core import datasets, imports, jobs, uploads
+from core import datasets, imports, jobs, rows
 from core.auth import Principal
 from core.settings import Settings
 from core.storage import Storage
-from tests.core.steps import import_to_review
+from tests.core.steps import import_to_review, run_to_review
 
 OWNER = Principal(user_id="exists-test", user_details="e", identity_provider="aad", roles=frozenset())
 SCHEMA = {
@@ -47,27 +47,7 @@ def validated(
 ) -> tuple[jobs.Job, dict[str, Any], dict[str, Any]]:
     """Run an import's steps (autoApply) up to its review; return (job, plan, review step)."""
     settings = Settings(storage=storage.config, chunk_rows=chunk_rows)
-    upload = uploads.store_upload(
-        storage=storage, settings=settings, owner=OWNER, file_name="e.csv", body=body
-    )
-    assert (
-        uploads.profile_upload(storage=storage, settings=settings, upload_id=upload["id"]) == uploads.PROFILED
-    )
-    job = imports.start_import(
-        storage=storage,
-        settings=settings,
-        principal=OWNER,
-        dataset_id=dataset_id,
-        body={"uploadId": upload["id"], "mode": mode, "autoApply": True},
-    )
-    plan = imports.plan_import(storage=storage, settings=settings, job_id=job.id)
-    for index in range(plan["chunks"]):
-        imports.validate_chunk(storage=storage, job_id=job.id, index=index)
-    for bucket in range(plan["buckets"]):
-        imports.merge_key_bucket(storage=storage, job_id=job.id, bucket=bucket)
-    for group in range(plan["groups"]):
-        imports.check_existing_keys(storage=storage, job_id=job.id, group=group)
-    return job, plan, imports.review_import(storage=storage, job_id=job.id)
+    return run_to_review(storage, OWNER, dataset_id, body, mode=mode, settings=settings)
 
 
 def errors_of(storage: Storage, job_id: str) -> list[tuple[int, str, str]]:
@@ -136,7 +116,11 @@ def test_a_key_repeated_in_the_file_and_in_the_dataset_is_both_errors_on_its_row
     assert counts_of(storage, job.id)["invalid"] == 3  # rows 1, 3 and 5: counted once each
 
 
-def test_checking_a_group_again_changes_nothing(storage: Storage) -> None:
+@pytest.mark.parametrize("per_page", [0, 10**9], ids=["scanned", "read-one-by-one"])
+def test_checking_a_group_again_changes_nothing_even_once_its_rows_are_written(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch, per_page: int
+) -> None:
+    monkeypatch.setattr(imports, "POINT_READS_PER_PAGE", per_page)
     dataset = dataset_with(storage, [f"k{number}" for number in range(50)])
     job, plan, _ = validated(storage, dataset.id, csv_of([f"k{number}" for number in range(40, 60)]))
     before = (errors_of(storage, job.id), counts_of(storage, job.id))
@@ -145,6 +129,44 @@ def test_checking_a_group_again_changes_nothing(storage: Storage) -> None:
     assert imports.review_import(storage=storage, job_id=job.id)["next"] == "review"
     assert (errors_of(storage, job.id), counts_of(storage, job.id)) == before
     assert counts_of(storage, job.id)["invalid"] == 10
+
+    jobs.change_job(storage, job.id, lambda _: {"decision": "approved"})
+    assert imports.decide_import(storage=storage, job_id=job.id, timed_out=False) == {"next": "apply"}
+    for index in range(plan["chunks"]):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
+    for group in range(plan["groups"]):  # a late repeat, while the rows it looked up are being written
+        assert imports.check_existing_keys(storage=storage, job_id=job.id, group=group) == {"existing": None}
+    # and one that began before the apply: the rows this import wrote are not "the dataset's already"
+    table = storage.tables.get_table_client(dataset.rows_table)
+    written = {
+        entity["PartitionKey"]: {entity["RowKey"]: []}
+        for entity in table.list_entities()
+        if entity["id"] == "k55"
+    }
+    [(partition_key, keyed)] = written.items()
+    assert imports._existing(table, partition_key, keyed, pages=1, job_id=job.id) == set()
+    assert imports._existing(table, partition_key, keyed, pages=1, job_id="another") == {"k55"}
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
+    assert errors_of(storage, job.id) == before[0]
+    loaded = jobs.load_job(storage, job.id)
+    assert loaded is not None
+    assert json.loads(loaded.get("errorSummary")) == [{"code": "keyExists", "column": "id", "count": 10}]
+
+
+def test_a_key_range_is_taken_in_the_order_the_service_keeps_keys(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imports, "POINT_READS_PER_PAGE", 0)  # the range scan
+    emoji = "\U0001f600"
+    partition = rows.partition_of(rows.row_key_of(emoji))
+    wide = next(
+        f"\uff46{n}" for n in range(10_000) if rows.partition_of(rows.row_key_of(f"\uff46{n}")) == partition
+    )
+    dataset = dataset_with(storage, [wide, "zzz"])
+    # By code point the emoji comes last; in UTF-16 (D83D ...) before U+FF46: the range must hold both.
+    job, _, step = validated(storage, dataset.id, csv_of([emoji, wide]))
+    assert step["next"] == "review"
+    assert errors_of(storage, job.id) == [(2, "keyExists", wide)]
 
 
 @pytest.mark.parametrize("mode", ["upsert", "replace"])
