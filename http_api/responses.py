@@ -106,10 +106,11 @@ def endpoint(
     With ``idempotent``, a request carrying an ``Idempotency-Key`` header is answered once; repeats get
     the first answer (see ``core.idempotency``).
 
-    A request that changes something must send JSON (or no body type at all), or one of the media types
-    in ``accepts``: anything else is a 415. A page of another site can send only a form's types
-    (``application/x-www-form-urlencoded``, ``multipart/form-data``, ``text/plain``) without the
-    browser first asking this origin's leave, so no such request can act on a signed-in visitor's behalf.
+    A request that changes something must send JSON, or one of the media types in ``accepts``, or no
+    body at all: anything else is a 415. A page of another site can send, without the browser first
+    asking this origin's leave, only a form's types (``application/x-www-form-urlencoded``,
+    ``multipart/form-data``, ``text/plain``) or a body that names no type (a Blob, ``sendBeacon``), so
+    no such request can act on a signed-in visitor's behalf.
     """
 
     def wrap(handler: Handler) -> Callable[..., Any]:
@@ -136,9 +137,8 @@ def endpoint(
                 if principal.user_id:
                     trace.get_current_span().set_attribute("enduser.id", principal.user_id)
                     _rate_limiter().check(principal.user_id)
-                kind = media_type(req)
-                if req.method not in SAFE_METHODS and not _is_json(kind) and kind not in accepts:
-                    raise UnsupportedMediaType(f"Send JSON (Content-Type: application/json); got {kind}.")
+                if req.method not in SAFE_METHODS:
+                    _check_body_type(req, accepts)
                 key = req.headers.get(IDEMPOTENCY_HEADER)
                 if idempotent and key is not None:
                     return _once(req, principal, key, handler)
@@ -222,9 +222,7 @@ def _rate_limiter() -> RateLimiter:
 def read_json_object(req: func.HttpRequest) -> dict[str, Any]:
     """Parse the request body as a JSON object, or raise BadRequest saying what is wrong (415 for a body
     that says it is not JSON)."""
-    kind = media_type(req)
-    if not _is_json(kind):
-        raise UnsupportedMediaType(f"Send the body as JSON (Content-Type: application/json); got {kind}.")
+    _check_body_type(req, frozenset())
     try:
         body = json.loads(req.get_body() or b"null", parse_constant=_refuse_constant, parse_float=_finite)
     except ValueError as error:
@@ -257,9 +255,15 @@ def _finite(text: str) -> float:
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def _is_json(kind: str) -> bool:
-    """Whether a media type is JSON's, or absent (a client that names no type: forms always name one)."""
-    return kind in ("", "application/json") or kind.endswith("+json")
+def _check_body_type(req: func.HttpRequest, accepts: frozenset[str]) -> None:
+    """Refuse a body that is not JSON or of a type in `accepts` (or a body that names no type) with a 415."""
+    kind = media_type(req)
+    if kind == "application/json" or kind.endswith("+json") or kind in accepts:
+        return
+    if kind:
+        raise UnsupportedMediaType(f"Send JSON (Content-Type: application/json); got {kind}.")
+    if req.get_body():
+        raise UnsupportedMediaType("Send JSON (Content-Type: application/json); got a body of no type.")
 
 
 def media_type(req: func.HttpRequest) -> str:

@@ -12,8 +12,9 @@ from http_api.blueprint import bp
 from http_api.responses import api_path, endpoint, json_response, media_type, not_modified, read_json_object
 
 # What clients send for a .csv file: Windows registers application/vnd.ms-excel for the extension.
+# Not text/plain: a form on another site could send that without the browser asking this origin first.
 CSV_TYPES = frozenset(
-    {"text/csv", "application/csv", "text/plain", "application/vnd.ms-excel", "text/tab-separated-values"}
+    {"text/csv", "application/csv", "application/vnd.ms-excel", "text/tab-separated-values"}
 )
 
 

@@ -226,10 +226,11 @@ def test_what_a_form_on_another_site_could_send_changes_nothing(devhost: Devhost
     alice = devhost.api("sec-form")
     dataset_id = alice.create_dataset({"fields": [{"name": "a", "type": "string"}]}, name="formtarget")
     schema = json.dumps({"name": "forged", "schema": {"fields": [{"name": "a"}]}})
-    forms = [  # the three types a cross-site form (or a fetch without leave) can send
+    forms = [  # what a cross-site form, or a fetch the browser sends without asking leave, can send
         {"data": {"x": schema}},
         {"files": {"x": ("x", schema)}},
         {"data": schema, "headers": {"Content-Type": "text/plain"}},
+        {"data": schema.encode()},  # a Blob body names no type
     ]
     for form in forms:
         for path in ("/api/datasets", f"/api/datasets/{dataset_id}/exports"):
@@ -238,6 +239,8 @@ def test_what_a_form_on_another_site_could_send_changes_nothing(devhost: Devhost
             assert "Send JSON (Content-Type: application/json)" in answer.json()["detail"]
         deleted = alice.delete(f"/api/datasets/{dataset_id}", **form)
         assert deleted.status_code == 415, deleted.text
+    inline = alice.post("/api/uploads", data=b"a,b\n1,2\n", headers={"Content-Type": "text/plain"})
+    assert inline.status_code == 415, inline.text  # not even an upload
     names = [item["name"] for item in alice.get("/api/datasets").json()["items"]]
     assert names == ["formtarget"]
     assert alice.get(f"/api/datasets/{dataset_id}/imports").json()["items"] == []

@@ -20,7 +20,8 @@ from http_api.responses import endpoint, json_response, media_type, read_json_ob
 
 
 def request(body: bytes) -> func.HttpRequest:
-    return func.HttpRequest("POST", "http://127.0.0.1/api/datasets", body=body, headers={})
+    headers = {"Content-Type": "application/json"}
+    return func.HttpRequest("POST", "http://127.0.0.1/api/datasets", body=body, headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -130,17 +131,29 @@ def test_a_request_only_a_form_of_another_site_could_send_acts_on_nothing(conten
 
 
 @pytest.mark.usefixtures("idempotency_storage")
-@pytest.mark.parametrize("content_type", [None, "application/json", "application/json; charset=utf-8"])
-def test_json_or_no_body_type_is_accepted(content_type: str | None) -> None:
-    assert sent("POST", content_type).status_code == 202
+def test_a_body_that_names_no_type_is_refused_as_a_blob_from_another_site_would_be() -> None:
+    refused = sent("POST", None, b'{"a": 1}')
+    assert refused.status_code == 415
+    assert json.loads(refused.get_body())["detail"] == (
+        "Send JSON (Content-Type: application/json); got a body of no type."
+    )
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/csv"])
+@pytest.mark.usefixtures("idempotency_storage")
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [(None, b""), ("application/json", b"{}"), ("application/json; charset=utf-8", b"{}")],
+)
+def test_json_or_no_body_at_all_is_accepted(content_type: str | None, body: bytes) -> None:
+    assert sent("POST", content_type, body).status_code == 202
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "text/csv", ""])
 def test_a_json_body_sent_as_another_type_is_refused(content_type: str) -> None:
     sent_as = func.HttpRequest(
         "POST", "http://127.0.0.1/api/datasets", body=b'{"name": "x"}', headers={"Content-Type": content_type}
     )
-    with pytest.raises(UnsupportedMediaType, match=f"got {content_type}"):
+    with pytest.raises(UnsupportedMediaType, match=f"got {content_type or 'a body of no type'}"):
         read_json_object(sent_as)
     sent_as_json = func.HttpRequest(
         "POST",
