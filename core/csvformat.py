@@ -39,6 +39,7 @@ from typing import Final, Protocol
 ENCODING_SNIFF_BYTES: Final = 256 * 1024
 DIALECT_SAMPLE_CHARS: Final = 64 * 1024
 DELIMITERS: Final = (",", ";", "\t", "|")
+ONE_COLUMN: Final = "\x1f"  # the delimiter of a file of one column: ASCII's unit separator, which no text holds
 PIECE_CHARS: Final = 16 * 1024
 _SEP_LINE: Final = re.compile(r"sep=([^\r\n\"'])(?:\r\n|\n|\r)", re.IGNORECASE)
 
@@ -279,8 +280,8 @@ def _best_delimiter(sample: str, quote: str, *, complete: bool) -> tuple[str, tu
         # A first line it does not split (a header naming one column) says it is not the delimiter.
         if width > 1 and counts[0] > 1 and score > best_score:
             best, best_score = delimiter, score
-    if best_score == (0.0, 1):  # one column: a delimiter its values never hold, so "Doe, Jane" stays whole
-        best = next((delimiter for delimiter in DELIMITERS if delimiter not in sample), best)
+    if best_score == (0.0, 1) and sample.strip() and ONE_COLUMN not in sample:
+        best = ONE_COLUMN  # one column: a delimiter no value holds, so "Doe, Jane" stays whole, anywhere
     return best, best_score
 
 

@@ -509,7 +509,7 @@ def _has_header(first: list[str], columns: list[_ColumnStats], data_rows: int) -
     names_like = all(map(_looks_like_name, first)) and len(set(first)) == len(first)
     if data_rows == 0:
         return names_like
-    matches = mismatches = 0
+    matches = mismatches = blanks = 0
     for cell, column in zip(first, columns, strict=True):
         bit = column.type_bit()
         if not bit:
@@ -520,9 +520,11 @@ def _has_header(first: list[str], columns: list[_ColumnStats], data_rows: int) -
             else:
                 mismatches += 1
         elif not column.nulls:  # a blank over a column with no blank value: an unnamed column (pandas' index)
-            mismatches += 1
+            blanks += 1
     if matches or mismatches:
-        return mismatches > matches
+        return mismatches > matches  # blanks only settle a row with no other typed cell ("1,,,x" is data)
+    if blanks:
+        return True
     # Every column is text: names that never recur as values below them are a header.
     return names_like and not any(
         column.distinct.contains(cell) for cell, column in zip(first, columns, strict=True)

@@ -135,9 +135,9 @@ def test_broken_text_after_a_byte_order_mark_is_refused(data: bytes, message: st
         ("id|name|amount\n1|Ada|3.5\n2|Bob|4\n", "|"),
         ('id,note\n1,"a;b;c"\n2,"d;e;f"\n3,"g;h;i"\n', ","),
         ("id,note\n1,a;b;c\n2,d;e;f\n", ","),
-        ("value\n1\n2\n3\n", ","),
-        ("name\nSmith, John\nDoe\nRoe\n", ";"),  # one column: a delimiter no value holds
-        ("name\nSmith, John\nDoe, Jane\n", ";"),  # a header the comma does not split: not the comma
+        ("value\n1\n2\n3\n", "\x1f"),  # one column: a delimiter no text holds
+        ("name\nSmith, John\nDoe\nRoe\n", "\x1f"),
+        ("name\nSmith, John\nDoe, Jane\n", "\x1f"),  # a header the comma does not split: not the comma
         ("id,name,\n1,Ada\n2,Bob\n", ","),  # a header of another width still says comma
         ("", ","),
     ],

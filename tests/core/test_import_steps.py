@@ -483,3 +483,18 @@ def test_work_an_admin_started_on_a_dataset_is_its_owners_to_see_and_stop(storag
     assert jobs.job_for(storage, OWNER, export.id, kind=jobs.EXPORT).id == export.id
     with pytest.raises(NotFound):
         jobs.job_for(storage, stranger, export.id, kind=jobs.EXPORT)
+
+
+def test_a_one_column_file_keeps_delimiters_beyond_its_sample_in_its_values(storage: Storage) -> None:
+    schema = {"fields": [{"name": "name", "type": "string"}]}
+    dataset = datasets.create_dataset(storage=storage, owner=OWNER, body={"name": "names", "schema": schema})
+    names = [f"Doe{n}, Jane" for n in range(8_000)] + ["Smith; John", "Roe\tRichard", "A|B"]  # past 64 KiB
+    settings = Settings(storage=storage.config, chunk_rows=3_000)
+    job, chunks = import_to_review(
+        storage, OWNER, dataset.id, ("name\n" + "\n".join(names) + "\n").encode(), settings=settings
+    )
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
+    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
+    stored = storage.tables.get_table_client(job.get("rowsTable")).list_entities(select=["name"])
+    assert sorted(entity["name"] for entity in stored) == sorted(names)

@@ -421,6 +421,7 @@ def test_a_name_made_unique_never_takes_another_columns_own_name(header: str, na
         ("2024-01-01,x\n2024-01-02,y\n", False),
         (",name,city\n0,alice,london\n1,bob,paris\n", True),  # pandas' unnamed index column
         (",1,x\n,2,y\n3,4,z\n", False),  # a blank where the column has blanks: no evidence
+        ("1,,,x\n2,3,4,y\n5,6,7,z\n8,9,10,w\n", False),  # a typed cell that matches outweighs blanks
     ],
 )
 def test_header_detection(data: str, header: bool) -> None:
@@ -429,9 +430,9 @@ def test_header_detection(data: str, header: bool) -> None:
     assert result.row_count == data.count("\n") - header
 
 
-def test_a_single_column_file_uses_comma() -> None:
+def test_a_single_column_file_uses_a_delimiter_no_text_holds() -> None:
     result = profile("value\n1\n2\n3\n")
-    assert (result.dialect.delimiter, result.row_count, result.columns[0].type) == (",", 3, "integer")
+    assert (result.dialect.delimiter, result.row_count, result.columns[0].type) == ("\x1f", 3, "integer")
 
 
 def test_semicolon_file_with_decimal_commas() -> None:

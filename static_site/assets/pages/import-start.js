@@ -4,7 +4,7 @@ import { api } from "../lib/api.js";
 import { announce, bytes, cell, count, field, h, replace, sleep, table } from "../lib/dom.js";
 import { UploadCancelled, uploadFile } from "../lib/upload.js";
 
-const DELIMITERS = { ",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe" };
+const DELIMITERS = { ",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", "\u001f": "none (one column)" };
 
 export async function render(main, [datasetId, uploadId], context) {
   const dataset = await api.get(`/datasets/${datasetId}`, { signal: context.signal });
