@@ -39,7 +39,7 @@ from typing import Final, Protocol
 ENCODING_SNIFF_BYTES: Final = 256 * 1024
 DIALECT_SAMPLE_CHARS: Final = 64 * 1024
 DELIMITERS: Final = (",", ";", "\t", "|")
-ONE_COLUMN: Final = "\x1f"  # the delimiter of a file of one column: ASCII's unit separator, which no text holds
+ONE_COLUMN: Final = "\x1f"  # a one-column file's delimiter: ASCII's unit separator, which no text holds
 PIECE_CHARS: Final = 16 * 1024
 _SEP_LINE: Final = re.compile(r"sep=([^\r\n\"'])(?:\r\n|\n|\r)", re.IGNORECASE)
 
