@@ -54,7 +54,7 @@ KEPT_SWITCHING: Final = (
 )
 TOO_MANY_BLOCKS: Final = (
     f"The export file would need more than {MAX_BLOCKS:,} blocks, Azure's limit for one file; "
-    "raise LOADBAY_EXPORT_SLICE_SECONDS, which sets how often a slice adds one."
+    "the operators can raise LOADBAY_EXPORT_SLICE_SECONDS (each slice of the export adds a block)."
 )
 
 
