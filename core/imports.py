@@ -631,11 +631,17 @@ def _store_key_buckets(storage: Storage, job: Job, index: int, digests: KeyDiges
     for bucket in range(buckets):
         runs = [_run_part(run, picked[bucket][number]) for number, run in enumerate(digests.runs)]
         lines.append(json.dumps([run.to_json() for run in runs], ensure_ascii=False).encode() + b"\n")
+    return _store_parts(storage, job.id, _key_runs_name(index), lines)
+
+
+def _store_parts(storage: Storage, job_id: str, name: str, lines: list[bytes]) -> list[list[int]]:
+    """Write a chunk's parts (one line each) as the work blob `name`; return each line's byte range, for
+    the step that reads one part of every chunk (see _chunk_parts)."""
     offsets, position = [], 0
     for line in lines:
         offsets.append([position, position + len(line)])
         position += len(line)
-    _work_blob(storage, job.id, _key_runs_name(index)).upload_blob(b"".join(lines), overwrite=True)
+    _work_blob(storage, job_id, name).upload_blob(b"".join(lines), overwrite=True)
     return offsets
 
 
@@ -670,12 +676,7 @@ def _store_exists_groups(
     for number, partition_key, row_key, key in keyed:
         split[_exists_group(partition_key, groups)].append([partition_key, row_key, number, key])
     lines = [json.dumps(part, ensure_ascii=False).encode("utf-8", "surrogatepass") + b"\n" for part in split]
-    offsets, position = [], 0
-    for line in lines:
-        offsets.append([position, position + len(line)])
-        position += len(line)
-    _work_blob(storage, job.id, _exists_keys_name(index)).upload_blob(b"".join(lines), overwrite=True)
-    return offsets
+    return _store_parts(storage, job.id, _exists_keys_name(index), lines)
 
 
 def _chunk_parts(

@@ -61,3 +61,13 @@ def import_to_review(
     job, plan, step = run_to_review(storage, owner, dataset_id, body, mode=mode, settings=settings)
     assert step["next"] == "apply"
     return job, plan["chunks"]
+
+
+def apply_and_finish(storage: Storage, job_id: str, chunks: int) -> list[dict[str, Any]]:
+    """Apply every chunk of an import and finish it (it must complete); return its rows table's rows."""
+    for index in range(chunks):
+        imports.apply_chunk(storage=storage, job_id=job_id, index=index)
+    assert imports.finalize_import(storage=storage, job_id=job_id) == {"status": jobs.COMPLETED}
+    job = jobs.load_job(storage, job_id)
+    assert job is not None
+    return list(storage.tables.get_table_client(job.get("rowsTable")).list_entities())

@@ -12,7 +12,7 @@ from core.auth import Principal
 from core.errors import Conflict, Invalid, NotFound
 from core.settings import Settings
 from core.storage import UPLOADS_CONTAINER, WORK_CONTAINER, Storage
-from tests.core.steps import import_to_review
+from tests.core.steps import apply_and_finish, import_to_review
 
 OWNER = Principal(user_id="race-test", user_details="r", identity_provider="aad", roles=frozenset())
 SCHEMA = {"fields": [{"name": "id", "type": "integer"}], "primaryKey": "id"}
@@ -383,10 +383,7 @@ def test_a_row_opening_with_u_feff_keeps_it_when_its_chunk_starts_there(storage:
     body = "\ufeffcode\na\n\ufeffb\n".encode()  # a BOM, then a header and two rows
     job, chunks = import_to_review(storage, OWNER, dataset.id, body, settings=settings)
     assert chunks == 2
-    for index in range(chunks):
-        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
-    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
-    stored = storage.tables.get_table_client(job.get("rowsTable")).list_entities()
+    stored = apply_and_finish(storage, job.id, chunks)
     assert sorted(entity["code"] for entity in stored) == ["a", "\ufeffb"]
 
 
@@ -397,10 +394,7 @@ def test_a_file_opening_with_an_excel_sep_line_imports_its_rows(storage: Storage
     body = "\ufeffsep=;\r\nid;note\r\n1;a,b\r\n2;c\r\n3;d\r\n".encode()
     job, chunks = import_to_review(storage, OWNER, dataset.id, body, settings=settings)
     assert chunks == 2
-    for index in range(chunks):
-        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
-    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
-    stored = storage.tables.get_table_client(job.get("rowsTable")).list_entities()
+    stored = apply_and_finish(storage, job.id, chunks)
     assert sorted((entity["id"].value, entity["note"]) for entity in stored) == [
         (1, "a,b"),
         (2, "c"),
@@ -493,8 +487,5 @@ def test_a_one_column_file_keeps_delimiters_beyond_its_sample_in_its_values(stor
     job, chunks = import_to_review(
         storage, OWNER, dataset.id, ("name\n" + "\n".join(names) + "\n").encode(), settings=settings
     )
-    for index in range(chunks):
-        imports.apply_chunk(storage=storage, job_id=job.id, index=index)
-    assert imports.finalize_import(storage=storage, job_id=job.id) == {"status": jobs.COMPLETED}
-    stored = storage.tables.get_table_client(job.get("rowsTable")).list_entities(select=["name"])
+    stored = apply_and_finish(storage, job.id, chunks)
     assert sorted(entity["name"] for entity in stored) == sorted(names)
