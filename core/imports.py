@@ -776,9 +776,8 @@ def _existing(table: Any, partition_key: str, keyed: dict[str, Any], *, pages: i
         return {row_key for row_key in keyed if has(row_key)}
     # Between the lowest and the highest key as the service orders them: by UTF-16 code unit (Azurite's
     # JavaScript strings; .NET's ordinal order), which puts U+1F600 (D83D DE00) before U+FF46.
-    ordered = sorted(keyed, key=_utf16)
     query = "PartitionKey eq @partition and RowKey ge @low and RowKey le @high"
-    bounds = {"partition": partition_key, "low": ordered[0], "high": ordered[-1]}
+    bounds = {"partition": partition_key, "low": min(keyed, key=_utf16), "high": max(keyed, key=_utf16)}
     try:
         present = retrying(
             lambda: [
